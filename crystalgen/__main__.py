@@ -1,0 +1,3 @@
+from crystalgen.cli import main
+
+main()

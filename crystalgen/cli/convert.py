@@ -1,0 +1,78 @@
+"""``crystalgen convert``: between CIF, symmetric CIF, POSCAR, extxyz and Wyckoff JSON."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+from rich.progress import track
+
+from crystalgen.errors import CrystalgenInputError
+from crystalgen.io import FILE_EXTENSIONS, FORMATS, format_crystal, guess_format, parse_crystal
+
+EXIT_SOME_ROWS_FAILED = 1
+_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@click.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--to", "fmt", type=click.Choice(FORMATS), default="cif", show_default=True, help="Output format.")
+@click.option("--from", "input_fmt", type=click.Choice(FORMATS), default=None, help="Input format (default: from the file name).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output file (single input; default stdout) or folder (CSV input; required).")
+def convert(source: Path, fmt: str, input_fmt: str | None, out: Path | None) -> int:
+    """Convert SOURCE, a structure file or a CSV with a 'cif' column, to another format.
+
+    \b
+    Examples:
+      crystalgen convert NaCl.cif --to wyckoff-json
+      crystalgen convert POSCAR --to cif-symmetric --out NaCl_sym.cif
+      crystalgen convert samples.csv --to poscar --out poscars/
+    """
+    if not source.exists():
+        raise CrystalgenInputError(f"file not found: {source}")
+    if source.suffix.lower() == ".csv" or source.name.lower().endswith(".csv.gz"):
+        return _convert_csv(source, fmt, out)
+    input_fmt = input_fmt or guess_format(source)
+    try:
+        crystal = parse_crystal(source.read_text(), input_fmt, id=source.stem)
+    except CrystalgenInputError as exc:
+        raise type(exc)(f"{source}: {exc}") from None
+    text = format_crystal(crystal, fmt)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        click.echo(f"wrote {out}", err=True)
+    return 0
+
+
+def _convert_csv(source: Path, fmt: str, out: Path | None) -> int:
+    import pandas as pd
+
+    if out is None:
+        raise click.UsageError("--out FOLDER is required when converting a CSV")
+    try:
+        frame = pd.read_csv(source)
+    except Exception as exc:
+        raise CrystalgenInputError(f"could not read CSV {source}: {str(exc).splitlines()[0]}") from None
+    if "cif" not in frame.columns:
+        raise CrystalgenInputError(f"{source} has no 'cif' column")
+    ids = frame["material_id"].astype(str) if "material_id" in frame.columns else frame.index.astype(str)
+    out.mkdir(parents=True, exist_ok=True)
+    failures = []
+    for row_id, cif in track(list(zip(ids, frame["cif"].astype(str))), description="converting", transient=True):
+        name = _UNSAFE_FILENAME.sub("_", row_id) or "row"
+        try:
+            crystal = parse_crystal(cif, "cif", id=row_id)
+            (out / f"{name}{FILE_EXTENSIONS[fmt]}").write_text(format_crystal(crystal, fmt))
+        except CrystalgenInputError as exc:
+            failures.append((row_id, str(exc)))
+    click.echo(f"converted {len(frame) - len(failures)} of {len(frame)} rows into {out}", err=True)
+    if failures:
+        for row_id, message in failures[:5]:
+            click.echo(f"  failed {row_id}: {message}", err=True)
+        return EXIT_SOME_ROWS_FAILED
+    return 0

@@ -1,0 +1,204 @@
+"""Reading structures from dataset CSVs, custom CSVs and folders of CIF files.
+
+Parsing CIFs with pymatgen costs a few milliseconds per structure, so CSVs are parsed once, in a
+process pool, and stored in a binary cache (safetensors arrays plus JSON metadata; no pickle).
+The cache is keyed by the sha256 of the source file, so an edited file is re-parsed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from crystalgen.crystal import Crystal, crystals_from_arrays, crystals_to_arrays
+from crystalgen.data.files import sha256_file, split_file, user_cache_dir
+from crystalgen.errors import CrystalgenInputError, DatasetError, StructureParseError
+
+#: Bump when the cached layout or the parsing changes, so stale caches are ignored.
+CACHE_FORMAT_VERSION = 1
+#: CIFs handed to a worker at a time; large enough to amortise inter-process overhead.
+PARSE_CHUNK_SIZE = 256
+#: Below this many CIFs a process pool costs more than it saves.
+MIN_ROWS_FOR_POOL = 512
+ID_COLUMN, CIF_COLUMN = "material_id", "cif"
+
+
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+# ---------------------------------------------------------------------------------- parsing
+def _parse_cif_rows(cifs: list[str]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray] | str]:
+    """Worker: parse CIF strings into arrays, or an error message per failed row."""
+    from pymatgen.core import Structure
+
+    out: list = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for text in cifs:
+            try:
+                s = Structure.from_str(text, fmt="cif")
+                if not s.is_ordered:
+                    raise ValueError("disordered structure")
+                out.append((s.lattice.matrix, s.frac_coords, np.array([site.specie.Z for site in s])))
+            except Exception as exc:  # one bad row must not stop the batch
+                out.append(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    return out
+
+
+def parse_cifs(cifs: list[str], workers: int | None = None, label: str = "parsing CIFs") -> list:
+    """Parse many CIF strings, in parallel when it pays off, with a progress bar."""
+    from rich.progress import Progress
+
+    workers = workers or default_workers()
+    chunks = [cifs[i : i + PARSE_CHUNK_SIZE] for i in range(0, len(cifs), PARSE_CHUNK_SIZE)]
+    results: list = []
+    with Progress(transient=True) as progress:
+        task = progress.add_task(label, total=len(cifs))
+        if workers == 1 or len(cifs) < MIN_ROWS_FOR_POOL:
+            mapped = map(_parse_cif_rows, chunks)
+            for chunk_result in mapped:
+                results.extend(chunk_result)
+                progress.advance(task, len(chunk_result))
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for chunk_result in pool.map(_parse_cif_rows, chunks):
+                    results.extend(chunk_result)
+                    progress.advance(task, len(chunk_result))
+    return results
+
+
+# ---------------------------------------------------------------------------------- CSV
+def read_structure_csv(
+    path: str | os.PathLike,
+    on_error: str = "raise",
+    workers: int | None = None,
+) -> list[Crystal]:
+    """Read a CSV with ``material_id`` and ``cif`` columns; other numeric columns become properties.
+
+    Args:
+        on_error: ``"raise"`` stops at the first unparsable CIF; ``"skip"`` drops such rows and warns.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise CrystalgenInputError(f"file not found: {path}")
+    try:
+        frame = pd.read_csv(path)
+    except Exception as exc:
+        raise CrystalgenInputError(f"could not read CSV {path}: {str(exc).splitlines()[0]}") from None
+    frame = frame.drop(columns=[c for c in frame.columns if str(c).startswith("Unnamed:")])
+    missing = [c for c in (ID_COLUMN, CIF_COLUMN) if c not in frame.columns]
+    if missing:
+        raise CrystalgenInputError(f"{path} lacks column(s) {', '.join(missing)}; need '{ID_COLUMN}' and '{CIF_COLUMN}'")
+    ids = frame[ID_COLUMN].astype(str).tolist()
+    numeric = [
+        c for c in frame.columns if c not in (ID_COLUMN, CIF_COLUMN) and pd.api.types.is_numeric_dtype(frame[c])
+    ]
+    properties = {c: frame[c].to_numpy(dtype=np.float64) for c in numeric}
+    parsed = parse_cifs(frame[CIF_COLUMN].astype(str).tolist(), workers, label=f"parsing {path.name}")
+    failures = [(ids[i], r) for i, r in enumerate(parsed) if isinstance(r, str)]
+    if failures and on_error == "raise":
+        row_id, message = failures[0]
+        raise StructureParseError(f"{path}: could not parse the CIF of {row_id} ({message}); {len(failures)} rows fail")
+    if failures:
+        warnings.warn(f"{path}: skipped {len(failures)} unparsable rows, first {failures[0][0]}: {failures[0][1]}")
+    keep = [i for i, r in enumerate(parsed) if not isinstance(r, str)]
+    if not keep:
+        raise StructureParseError(f"{path}: no row has a parsable CIF")
+    return [
+        Crystal(*parsed[i], id=ids[i], properties={k: float(v[i]) for k, v in properties.items() if not np.isnan(v[i])})
+        for i in keep
+    ]
+
+
+def read_cif_folder(folder: str | os.PathLike) -> list[Crystal]:
+    """Every ``*.cif`` in a folder (sorted by name); the file stem becomes the id."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CrystalgenInputError(f"folder not found: {folder}")
+    files = sorted(folder.glob("*.cif"))
+    if not files:
+        raise CrystalgenInputError(f"no .cif files in {folder}")
+    crystals = []
+    for file in files:
+        try:
+            crystals.append(Crystal.from_cif(file.read_text(), id=file.stem))
+        except StructureParseError as exc:
+            raise StructureParseError(f"{file}: {exc}") from None
+    return crystals
+
+
+def load_structures(source: str | os.PathLike, on_error: str = "raise") -> list[Crystal]:
+    """Custom data: a folder of CIFs or a CSV with ``material_id`` and ``cif`` columns (cached)."""
+    source = Path(source)
+    if source.is_dir():
+        return read_cif_folder(source)
+    return load_csv_cached(source, on_error=on_error)
+
+
+# ---------------------------------------------------------------------------------- cache
+def _cache_path(source: Path, digest: str) -> Path:
+    stem = source.name.split(".")[0]
+    return user_cache_dir() / "structures" / f"{stem}-{digest[:16]}-v{CACHE_FORMAT_VERSION}.safetensors"
+
+
+def save_cache(crystals: list[Crystal], path: Path, source: str = "") -> None:
+    """Write crystals as flat safetensors arrays; written to a temp file then renamed (atomic)."""
+    from safetensors.numpy import save_file
+
+    arrays = crystals_to_arrays(crystals)
+    names = sorted({k for c in crystals for k in c.properties})
+    tensors = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    for name in names:
+        tensors[f"property/{name}"] = np.array([c.properties.get(name, np.nan) for c in crystals], dtype=np.float64)
+    metadata = {"ids": json.dumps([c.id for c in crystals]), "source": source, "version": str(CACHE_FORMAT_VERSION)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def load_cache(path: Path) -> list[Crystal]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as handle:
+        metadata = handle.metadata()
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    properties = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("property/")}
+    return crystals_from_arrays(
+        tensors["lattices"], tensors["frac_coords"], tensors["atomic_numbers"], tensors["num_atoms"],
+        ids=json.loads(metadata["ids"]), properties=properties,
+    )
+
+
+def load_csv_cached(path: str | os.PathLike, on_error: str = "raise", use_cache: bool = True) -> list[Crystal]:
+    """:func:`read_structure_csv` with the binary cache in front of it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CrystalgenInputError(f"file not found: {path}")
+    cache = _cache_path(path, sha256_file(path))
+    if use_cache and cache.is_file():
+        try:
+            return load_cache(cache)
+        except Exception:
+            cache.unlink(missing_ok=True)  # a truncated or stale cache is rebuilt, never trusted
+    crystals = read_structure_csv(path, on_error=on_error)
+    if use_cache:
+        save_cache(crystals, cache, source=str(path))
+    return crystals
+
+
+def load_split(dataset: str, split: str, data_dir: str | os.PathLike | None = None, use_cache: bool = True) -> list[Crystal]:
+    """All structures of one split of a registered dataset."""
+    path = split_file(dataset, split, data_dir)
+    try:
+        return load_csv_cached(path, use_cache=use_cache)
+    except StructureParseError as exc:
+        raise DatasetError(f"{dataset}/{split} is corrupt: {exc}") from None

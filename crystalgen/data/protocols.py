@@ -1,0 +1,117 @@
+"""Dataset protocols: which splits a model trains on, selects on and is evaluated on.
+
+Protocols are YAML files in ``configs/data/``, addressed by name (``mp_20_reduced_train``) or by
+path. A protocol either names a selection split (``select: val``) or carves a fixed hold-out out
+of its training splits (``holdout: {fraction, seed}``). The hold-out is chosen by hashing
+``seed:material_id``, so it does not depend on row order and is the same on every machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from crystalgen.crystal import Crystal
+from crystalgen.data.loading import load_split
+from crystalgen.data.registry import get_dataset
+from crystalgen.errors import DatasetError
+
+
+def configs_dir() -> Path:
+    """The repository's ``configs/`` folder."""
+    return Path(__file__).resolve().parents[2] / "configs"
+
+
+@dataclass(frozen=True)
+class Holdout:
+    fraction: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class DataProtocol:
+    """Which splits to train, select and evaluate on."""
+
+    name: str
+    title: str
+    dataset: str
+    train: tuple[str, ...]
+    test: str
+    select: str | None = None
+    holdout: Holdout | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        spec = get_dataset(self.dataset)
+        for split in (*self.train, self.test, *([self.select] if self.select else [])):
+            spec.split(split)
+        if (self.select is None) == (self.holdout is None):
+            raise DatasetError(f"protocol {self.name!r} needs exactly one of 'select' or 'holdout'")
+        if self.holdout and not 0.0 < self.holdout.fraction < 1.0:
+            raise DatasetError(f"protocol {self.name!r}: holdout fraction must be in (0, 1)")
+
+    def load(self, data_dir: str | os.PathLike | None = None, include_test: bool = True) -> "ProtocolData":
+        """Load the train / select / test structures of this protocol."""
+        pool = [c for split in self.train for c in load_split(self.dataset, split, data_dir)]
+        if self.holdout is not None:
+            held = set(holdout_ids([c.id for c in pool], self.holdout.fraction, self.holdout.seed))
+            train = [c for c in pool if c.id not in held]
+            select = [c for c in pool if c.id in held]
+        else:
+            train, select = pool, load_split(self.dataset, self.select, data_dir)
+        test = load_split(self.dataset, self.test, data_dir) if include_test else []
+        return ProtocolData(self, train, select, test)
+
+    def describe(self) -> str:
+        if self.holdout:
+            selection = f"a fixed {self.holdout.fraction:.0%} hold-out of train (seed {self.holdout.seed})"
+        else:
+            selection = self.select
+        return f"{self.title}: train on {' + '.join(self.train)}, select on {selection}, evaluate on {self.test}"
+
+
+@dataclass
+class ProtocolData:
+    protocol: DataProtocol
+    train: list[Crystal]
+    select: list[Crystal]
+    test: list[Crystal] = field(default_factory=list)
+
+
+def holdout_ids(ids: list[str | None], fraction: float, seed: int) -> list[str]:
+    """The ``round(fraction * n)`` ids whose ``sha256(seed:id)`` sort first."""
+    keyed = sorted((hashlib.sha256(f"{seed}:{i}".encode()).hexdigest(), str(i)) for i in ids)
+    return [i for _, i in keyed[: round(fraction * len(ids))]]
+
+
+def list_protocols() -> list[str]:
+    return sorted(p.stem for p in (configs_dir() / "data").glob("*.yaml"))
+
+
+def load_protocol(name_or_path: str | os.PathLike) -> DataProtocol:
+    """A protocol by name (``configs/data/<name>.yaml``) or by path to a YAML file."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = configs_dir() / "data" / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = ", ".join(list_protocols())
+        raise DatasetError(f"unknown protocol {str(name_or_path)!r}; known protocols: {known}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+        holdout = raw.get("holdout")
+        return DataProtocol(
+            name=raw["name"],
+            title=raw.get("title", raw["name"]),
+            dataset=raw["dataset"],
+            train=tuple(raw["train"]),
+            test=raw["test"],
+            select=raw.get("select"),
+            holdout=Holdout(float(holdout["fraction"]), int(holdout["seed"])) if holdout else None,
+            source=str(path),
+        )
+    except (KeyError, TypeError, yaml.YAMLError) as exc:
+        raise DatasetError(f"malformed protocol file {path}: {exc}") from None

@@ -1,0 +1,45 @@
+"""Invertible crystal representations, each with ``encode`` / ``decode``.
+
+To add one: write a module here with a class that has ``name``, ``encode`` and ``decode``
+(see :class:`~crystalgen.representations.base.Representation`), add a factory to
+:data:`REPRESENTATIONS`, and a round-trip test in ``tests/test_representations.py``. The
+round-trip benchmark (``bench/roundtrip.py``) picks it up from the registry.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from crystalgen.representations.base import Representation
+from crystalgen.representations.cell import CellChoice
+from crystalgen.representations.cif import P1Cif, SymmetricCif
+from crystalgen.representations.lattice import LatticeLogPolar, LatticeParameters
+from crystalgen.representations.wyckoff import Wyckoff, WyckoffCrystal, WyckoffSite
+
+REPRESENTATIONS: dict[str, Callable[[], Representation]] = {
+    "lattice-params": LatticeParameters,
+    "lattice-logpolar": LatticeLogPolar,
+    "wyckoff": Wyckoff,
+    "cif-p1": P1Cif,
+    "cif-symmetric": SymmetricCif,
+    "cell-niggli": lambda: CellChoice("niggli"),
+    "cell-primitive": lambda: CellChoice("primitive"),
+    "cell-conventional": lambda: CellChoice("conventional"),
+}
+
+
+def get_representation(name: str) -> Representation:
+    """Instantiate a registered representation by name."""
+    try:
+        return REPRESENTATIONS[name]()
+    except KeyError:
+        raise KeyError(f"unknown representation {name!r}; known: {', '.join(REPRESENTATIONS)}") from None
+
+
+__all__ = [
+    "REPRESENTATIONS",
+    "Representation",
+    "WyckoffCrystal",
+    "WyckoffSite",
+    "get_representation",
+]

@@ -1,0 +1,182 @@
+"""Wyckoff representation: space group, conventional lattice and occupied Wyckoff positions.
+
+A crystal becomes its space group (plus the Hall setting), the six conventional lattice
+parameters, and one entry per symmetry-distinct site: the element, the Wyckoff label (e.g.
+``"4e"``) and the free coordinates of that position (0 to 3 numbers). Decoding applies the
+position's symmetry operations to rebuild every atom of the conventional cell. Symmetry finding is
+done by pyxtal (on top of spglib); the orbit expansion uses pyxtal's Wyckoff tables.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from crystalgen.crystal import Crystal
+from crystalgen.errors import CrystalgenInputError
+from crystalgen.representations.cell import DEFAULT_SYMPREC
+from crystalgen.representations.lattice import lattice_params_to_matrix
+from crystalgen.validation import validate_element, validate_spacegroup
+
+WYCKOFF_LABEL = re.compile(r"^(\d+)([a-zA-Z])$")
+
+
+class WyckoffError(CrystalgenInputError):
+    """A structure whose Wyckoff positions cannot be found, or a malformed Wyckoff description."""
+
+
+@dataclass
+class WyckoffSite:
+    """One symmetry-distinct site: element, Wyckoff label such as ``"4e"``, free coordinates."""
+
+    element: str
+    wyckoff: str
+    free_coords: list[float]
+
+    @property
+    def letter(self) -> str:
+        return _parse_label(self.wyckoff)[1]
+
+    @property
+    def multiplicity(self) -> int:
+        return _parse_label(self.wyckoff)[0]
+
+
+@dataclass
+class WyckoffCrystal:
+    """A crystal described by its space group and Wyckoff sites (conventional cell)."""
+
+    spacegroup: int
+    lattice_params: list[float]
+    sites: list[WyckoffSite]
+    hall_number: int | None = None
+    id: str | None = None
+    properties: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def num_atoms(self) -> int:
+        return sum(site.multiplicity for site in self.sites)
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "spacegroup": self.spacegroup,
+            "hall_number": self.hall_number,
+            "lattice": {"a_b_c_alpha_beta_gamma": [float(x) for x in self.lattice_params]},
+            "sites": [
+                {"element": s.element, "wyckoff": s.wyckoff, "free_coords": [float(x) for x in s.free_coords]}
+                for s in self.sites
+            ],
+            "properties": dict(self.properties),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "WyckoffCrystal":
+        """Parse and validate the dictionary written by :meth:`to_dict`."""
+        try:
+            spacegroup = validate_spacegroup(data["spacegroup"])
+            lattice = [float(x) for x in data["lattice"]["a_b_c_alpha_beta_gamma"]]
+            sites = [
+                WyckoffSite(validate_element(s["element"]), str(s["wyckoff"]), [float(x) for x in s["free_coords"]])
+                for s in data["sites"]
+            ]
+        except (KeyError, TypeError) as exc:
+            raise WyckoffError(f"malformed Wyckoff JSON: missing or invalid field {exc}") from None
+        if len(lattice) != 6:
+            raise WyckoffError("malformed Wyckoff JSON: the lattice needs 6 parameters")
+        for site in sites:
+            _parse_label(site.wyckoff)
+        return cls(spacegroup, lattice, sites, data.get("hall_number"), data.get("id"), data.get("properties") or {})
+
+
+def _parse_label(label: str) -> tuple[int, str]:
+    match = WYCKOFF_LABEL.match(label)
+    if not match:
+        raise WyckoffError(f"malformed Wyckoff label {label!r}; expected multiplicity and letter, e.g. '4a'")
+    return int(match.group(1)), match.group(2)
+
+
+def _wyckoff_position(spacegroup: int, letter: str, hall_number: int | None):
+    from pyxtal.symmetry import Wyckoff_position
+
+    try:
+        if hall_number is None:
+            return Wyckoff_position.from_group_and_letter(spacegroup, letter)
+        return Wyckoff_position.from_group_and_letter(spacegroup, letter, hn=hall_number)
+    except Exception:
+        raise WyckoffError(f"space group {spacegroup} has no Wyckoff position {letter!r}") from None
+
+
+def encode_wyckoff(crystal: Crystal, symprec: float = DEFAULT_SYMPREC) -> WyckoffCrystal:
+    """Find the space group and Wyckoff sites of ``crystal`` at tolerance ``symprec`` (Å)."""
+    from pyxtal import pyxtal
+
+    xtal = pyxtal()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            xtal.from_seed(crystal.to_structure(), tol=symprec)
+    except Exception as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WyckoffError(f"symmetry analysis failed: {message}") from None
+    sites = [
+        WyckoffSite(
+            element=str(site.specie),
+            wyckoff=f"{site.wp.multiplicity}{site.wp.letter}",
+            free_coords=[float(x) for x in np.atleast_1d(site.wp.get_free_xyzs(site.position))],
+        )
+        for site in xtal.atom_sites
+    ]
+    return WyckoffCrystal(
+        spacegroup=int(xtal.group.number),
+        lattice_params=[float(x) for x in xtal.lattice.get_para(degree=True)],
+        sites=sites,
+        hall_number=int(xtal.group.hall_number),
+        id=crystal.id,
+        properties=dict(crystal.properties),
+    )
+
+
+def decode_wyckoff(encoded: WyckoffCrystal) -> Crystal:
+    """Expand the Wyckoff sites into every atom of the conventional cell."""
+    from pymatgen.core.periodic_table import Element
+
+    frac_blocks, numbers = [], []
+    for site in encoded.sites:
+        multiplicity, letter = _parse_label(site.wyckoff)
+        wp = _wyckoff_position(encoded.spacegroup, letter, encoded.hall_number)
+        if wp.multiplicity != multiplicity:
+            raise WyckoffError(
+                f"Wyckoff position {letter} of space group {encoded.spacegroup} has multiplicity "
+                f"{wp.multiplicity}, not {multiplicity}"
+            )
+        expected_free = len(np.atleast_1d(wp.get_free_xyzs(np.zeros(3))))
+        if len(site.free_coords) != expected_free:
+            raise WyckoffError(
+                f"Wyckoff position {site.wyckoff} of space group {encoded.spacegroup} takes "
+                f"{expected_free} free coordinates, got {len(site.free_coords)}"
+            )
+        representative = wp.get_position_from_free_xyzs(np.asarray(site.free_coords, dtype=float))
+        frac_blocks.append(np.asarray(wp.apply_ops(representative), dtype=float).reshape(-1, 3))
+        numbers += [Element(site.element).Z] * multiplicity
+    lattice = lattice_params_to_matrix(np.asarray(encoded.lattice_params, dtype=float))
+    frac = np.concatenate(frac_blocks) if frac_blocks else np.zeros((0, 3))
+    return Crystal(lattice, frac, numbers, encoded.id, dict(encoded.properties))
+
+
+class Wyckoff:
+    """Crystal <-> :class:`WyckoffCrystal`."""
+
+    name = "wyckoff"
+
+    def __init__(self, symprec: float = DEFAULT_SYMPREC):
+        self.symprec = symprec
+
+    def encode(self, crystal: Crystal) -> WyckoffCrystal:
+        return encode_wyckoff(crystal, self.symprec)
+
+    def decode(self, encoded: WyckoffCrystal) -> Crystal:
+        return decode_wyckoff(encoded)
