@@ -16,6 +16,8 @@ import click
 from crystalgen import __version__
 from crystalgen.cli.convert import convert
 from crystalgen.cli.data import data
+from crystalgen.cli.sample import models, sample
+from crystalgen.cli.train import train
 from crystalgen.errors import CrystalgenInputError
 
 EXIT_USAGE = 2
@@ -28,8 +30,8 @@ def cli() -> None:
     """crystalgen: generate, filter and benchmark crystal structures."""
 
 
-cli.add_command(data)
-cli.add_command(convert)
+for command in (sample, models, train, data, convert):
+    cli.add_command(command)
 
 
 def _one_line(message: str) -> str:

@@ -1,0 +1,113 @@
+"""``crystalgen sample`` and ``crystalgen models``."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import Progress
+
+from crystalgen.cli.data import data_dir_option
+from crystalgen.errors import CrystalgenInputError
+from crystalgen.generators import Target, list_models, load_model
+from crystalgen.representations.cell import space_group_number
+
+SAMPLE_COLUMNS = ("sample_id", "target", "formula", "spacegroup", "num_atoms", "cif")
+
+
+@click.command()
+@click.option("--model", "-m", "model_name", required=True, help="Checkpoint name/path or family (see `crystalgen models`).")
+@click.option("--composition", "-c", "compositions", multiple=True, help="Target cell composition, e.g. SrTiO3 (repeatable).")
+@click.option("--compositions-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Text file with one composition per line (optionally followed by a space group).")
+@click.option("--spacegroup", "-s", default=None, help="Space group number 1-230 for every target.")
+@click.option("-n", "num_samples", type=click.IntRange(min=1), default=1, show_default=True, help="Samples per target.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
+@data_dir_option
+def sample(model_name: str, compositions: tuple[str, ...], compositions_file: Path | None, spacegroup: str | None,
+           num_samples: int, seed: int, out: Path, data_dir: str | None) -> None:
+    """Sample crystals for target compositions and/or a space group.
+
+    Writes OUT/samples.csv (sample_id, target, formula, spacegroup, num_atoms, cif) and one CIF per
+    structure in OUT/cifs/. Rows are appended as each target finishes; re-running the same
+    command skips targets already in samples.csv.
+
+    \b
+    Example:
+      crystalgen sample --model template-perov_5 -c SrTiO3 -c BaZrS3 -n 5 --out samples/
+    """
+    targets = _targets(compositions, compositions_file, spacegroup)
+    model = load_model(model_name, data_dir)
+    for target in targets:  # reject bad targets before any work is done
+        model.check_target(target)
+    if not model.is_fitted:
+        raise CrystalgenInputError(f"model {model_name!r} is an unfitted family; use a checkpoint (see `crystalgen models`)")
+    (out / "cifs").mkdir(parents=True, exist_ok=True)
+    csv_path = out / "samples.csv"
+    done = _done_targets(csv_path)
+    console = Console(stderr=True, highlight=False)
+    with Progress(console=console, transient=True) as progress, open(csv_path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, SAMPLE_COLUMNS)
+        if not done:
+            writer.writeheader()
+        task = progress.add_task("sampling", total=len(targets))
+        for index, target in enumerate(targets):
+            key = f"{index}:{target.label}"
+            if key in done:
+                progress.advance(task)
+                continue
+            crystals = model.sample([target], n=num_samples, seed=seed + index)[0]
+            for k, crystal in enumerate(crystals):
+                sample_id = f"t{index:04d}-{k:03d}"
+                cif = crystal.to_cif()
+                (out / "cifs" / f"{sample_id}.cif").write_text(cif)
+                writer.writerow({"sample_id": sample_id, "target": key, "formula": crystal.formula,
+                                 "spacegroup": space_group_number(crystal), "num_atoms": crystal.num_atoms, "cif": cif})
+            if not crystals:
+                console.print(f"no sample for {target.label}: the model has nothing to offer for it")
+            handle.flush()
+            progress.advance(task)
+    console.print(f"wrote {csv_path}")
+
+
+def _targets(compositions: tuple[str, ...], path: Path | None, spacegroup: str | None) -> list[Target]:
+    lines: list[tuple[str | None, str | None]] = [(c, spacegroup) for c in compositions]
+    if path is not None:
+        if not path.is_file():
+            raise CrystalgenInputError(f"file not found: {path}")
+        for raw in path.read_text().splitlines():
+            fields = raw.split("#")[0].split()
+            if fields:
+                lines.append((fields[0], fields[1] if len(fields) > 1 else spacegroup))
+    if not lines:
+        if spacegroup is None:
+            raise click.UsageError("give --composition, --compositions-file and/or --spacegroup")
+        lines = [(None, spacegroup)]
+    return [Target.parse(formula, group) for formula, group in lines]
+
+
+def _done_targets(csv_path: Path) -> set[str]:
+    if not csv_path.is_file() or csv_path.stat().st_size == 0:
+        return set()
+    with open(csv_path, newline="") as handle:
+        return {row["target"] for row in csv.DictReader(handle)}
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def models(as_json: bool) -> None:
+    """List shipped checkpoints and generator families."""
+    infos = list_models()
+    if as_json:
+        click.echo(json.dumps([asdict(i) for i in infos], indent=2))
+        return
+    console = Console(highlight=False)
+    for info in infos:
+        metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.metrics.items())
+        where = f"{info.dataset}/{info.protocol}" if info.protocol else "unfitted family"
+        console.print(f"[bold]{info.name}[/bold]  family={info.family} task={info.task} {where}  {metrics}")

@@ -1,0 +1,70 @@
+"""StructureMatcher settings shared by CSP matching, uniqueness and novelty.
+
+All structure comparisons in the benchmarks use ``StructureMatcher(stol=0.5, ltol=0.3,
+angle_tol=10)`` with pymatgen's other defaults (primitive cells, volume scaling, no supercell
+search); the default primitive reduction is what lets a supercell match its unit cell.
+pymatgen raises on some degenerate inputs; a comparison that raises counts as "no match", as in
+the published evaluation code.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from crystalgen.crystal import Crystal
+
+if TYPE_CHECKING:
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+    from pymatgen.core import Structure
+
+#: Site tolerance, as a fraction of the average free length per atom, (V/N)^(1/3).
+STOL = 0.5
+#: Fractional lattice-length tolerance.
+LTOL = 0.3
+#: Lattice-angle tolerance in degrees.
+ANGLE_TOL = 10.0
+
+
+@dataclass(frozen=True)
+class MatcherConfig:
+    """StructureMatcher tolerances (the benchmark values by default)."""
+
+    stol: float = STOL
+    ltol: float = LTOL
+    angle_tol: float = ANGLE_TOL
+
+
+@lru_cache(maxsize=8)
+def get_matcher(config: MatcherConfig = MatcherConfig()) -> "StructureMatcher":
+    """One matcher per process and configuration (building one is cheap, but not free)."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    return StructureMatcher(stol=config.stol, ltol=config.ltol, angle_tol=config.angle_tol)
+
+
+def as_structure(crystal: "Crystal | Structure") -> "Structure":
+    return crystal.to_structure() if isinstance(crystal, Crystal) else crystal
+
+
+def rms_distance(pred: "Crystal | Structure", target: "Crystal | Structure", config: MatcherConfig = MatcherConfig()) -> float:
+    """``get_rms_dist(pred, target)[0]`` (normalised by (V/N)^(1/3)), or NaN if they do not match."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = get_matcher(config).get_rms_dist(as_structure(pred), as_structure(target))
+    except Exception:
+        return float("nan")
+    return float("nan") if result is None else float(result[0])
+
+
+def structures_match(a: "Crystal | Structure", b: "Crystal | Structure", config: MatcherConfig = MatcherConfig()) -> bool:
+    """``StructureMatcher.fit(a, b)``; ``False`` if pymatgen raises."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return bool(get_matcher(config).fit(as_structure(a), as_structure(b)))
+    except Exception:
+        return False
