@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -16,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from crystalgen.crystal import Crystal, crystals_from_arrays, crystals_to_arrays
-from crystalgen.data.files import sha256_file, split_file, user_cache_dir
+from crystalgen.data.files import DATA_DIR_ENV, fetch_split, find_split_file, sha256_file, split_file, user_cache_dir
+from crystalgen.data.registry import get_dataset
 from crystalgen.errors import CrystalgenInputError, DatasetError, StructureParseError
 
 #: Bump when the cached layout or the parsing changes, so stale caches are ignored.
@@ -196,7 +198,17 @@ def load_csv_cached(path: str | os.PathLike, on_error: str = "raise", use_cache:
 
 
 def load_split(dataset: str, split: str, data_dir: str | os.PathLike | None = None, use_cache: bool = True) -> list[Crystal]:
-    """All structures of one split of a registered dataset."""
+    """All structures of one split of a registered dataset.
+
+    When no data directory was chosen (no argument, no ``CRYSTALGEN_DATA_DIR``) and the split is
+    missing from the per-user cache, it is downloaded from its canonical source and verified.
+    A data directory the user chose is never written to implicitly.
+    """
+    if data_dir is None and not os.environ.get(DATA_DIR_ENV) and find_split_file(dataset, split) is None:
+        spec = get_dataset(dataset).split(split)
+        if spec.url:
+            print(f"crystalgen: {dataset}/{split} not found locally; downloading from {spec.url}", file=sys.stderr)
+            fetch_split(dataset, split)
     path = split_file(dataset, split, data_dir)
     try:
         return load_csv_cached(path, use_cache=use_cache)

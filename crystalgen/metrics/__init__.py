@@ -90,5 +90,6 @@ __all__ = [
     "smact_valid",
     "structural_validity",
     "structure_fingerprint",
+    "structures_match",
     "wasserstein",
 ]

@@ -29,14 +29,11 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: Imported in the parent before forking, so that workers inherit them.
-HEAVY_MODULES = (
-    "pymatgen.analysis.structure_matcher",
-    "pymatgen.symmetry.analyzer",
-    "matminer.featurizers.site.fingerprint",
-    "matminer.featurizers.composition.composite",
-    "smact.screening",
-)
+#: Imported in the parent before forking, so that workers inherit them (matching, symmetry, SMACT).
+MATCHING_MODULES = ("pymatgen.analysis.structure_matcher", "pymatgen.symmetry.analyzer", "smact.screening")
+#: Also needed for fingerprints; matminer alone takes seconds to import, so only when needed.
+FINGERPRINT_MODULES = ("matminer.featurizers.site.fingerprint", "matminer.featurizers.composition.composite")
+ALL_MODULES = MATCHING_MODULES + FINGERPRINT_MODULES
 
 
 def resolve_workers(workers: int | None) -> int:
@@ -52,7 +49,7 @@ def _start_context() -> multiprocessing.context.BaseContext:
 
 
 @contextmanager
-def process_pool(workers: int | None, preload: Sequence[str] = HEAVY_MODULES) -> Iterator[Executor | None]:
+def process_pool(workers: int | None, preload: Sequence[str] = MATCHING_MODULES) -> Iterator[Executor | None]:
     """A started process pool, or ``None`` when one worker is asked for (work then runs inline)."""
     n = resolve_workers(workers)
     if n == 1:
@@ -69,12 +66,14 @@ def process_pool(workers: int | None, preload: Sequence[str] = HEAVY_MODULES) ->
 
 
 @contextmanager
-def use_pool(pool: Executor | None, workers: int | None) -> Iterator[Executor | None]:
+def use_pool(
+    pool: Executor | None, workers: int | None, preload: Sequence[str] = MATCHING_MODULES
+) -> Iterator[Executor | None]:
     """The caller's pool if it passed one (left running), else a new one for the duration."""
     if pool is not None:
         yield pool
         return
-    with process_pool(workers) as new_pool:
+    with process_pool(workers, preload) as new_pool:
         yield new_pool
 
 

@@ -21,17 +21,18 @@ The stricter reading, one structure within both cutoffs at once, is reported alo
 
 from __future__ import annotations
 
-import math
 import os
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.spatial.distance import cdist
 
 from crystalgen.crystal import Crystal
 from crystalgen.metrics._cdvae_scaler import CDVAE_COMP_MEANS, CDVAE_COMP_STDS
+from crystalgen.metrics._util import finite_mean, json_float, share
 from crystalgen.metrics.fingerprints import Fingerprints, cached_fingerprints, compute_fingerprints
 
 #: Rows of generated fingerprints compared at once; bounds memory to ROW_BLOCK x n_test floats.
@@ -102,29 +103,29 @@ class CoverageResult:
     def to_dict(self, per_structure: bool = False) -> dict[str, Any]:
         """JSON-serialisable; non-finite numbers become ``None``."""
         out: dict[str, Any] = {
-            name: _json(getattr(self, name))
+            name: json_float(getattr(self, name))
             for name in (
-                "cov_recall", "cov_precision", "cov_recall_joint", "cov_precision_joint",
-                "amsd_recall", "amsd_precision", "amcd_recall", "amcd_precision",
+                "cov_recall",
+                "cov_precision",
+                "cov_recall_joint",
+                "cov_precision_joint",
+                "amsd_recall",
+                "amsd_precision",
+                "amcd_recall",
+                "amcd_precision",
             )
         }
         out.update(
-            n_generated=self.n_generated, n_test=self.n_test, n_generated_failed=self.n_generated_failed,
-            n_test_failed=self.n_test_failed, cutoffs={"structure": self.cutoffs[0], "composition": self.cutoffs[1]},
+            n_generated=self.n_generated,
+            n_test=self.n_test,
+            n_generated_failed=self.n_generated_failed,
+            n_test_failed=self.n_test_failed,
+            cutoffs={"structure": self.cutoffs[0], "composition": self.cutoffs[1]},
         )
         if per_structure:
             for name in ("recall_struct_dist", "recall_comp_dist", "precision_struct_dist", "precision_comp_dist"):
-                out[name] = [_json(x) for x in getattr(self, name).tolist()]
+                out[name] = [json_float(x) for x in getattr(self, name).tolist()]
         return out
-
-
-def _json(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
-
-
-def _finite_mean(x: np.ndarray) -> float:
-    finite = x[np.isfinite(x)]
-    return float(finite.mean()) if len(finite) else float("nan")
 
 
 def resolve_cutoffs(dataset: str | None = None, cutoffs: Sequence[float] | None = None) -> CoverageCutoffs:
@@ -132,7 +133,9 @@ def resolve_cutoffs(dataset: str | None = None, cutoffs: Sequence[float] | None 
     if cutoffs is not None:
         return CoverageCutoffs(float(cutoffs[0]), float(cutoffs[1]))
     if dataset not in COVERAGE_CUTOFFS:
-        raise ValueError(f"no published coverage cutoffs for {dataset!r}; known: {', '.join(COVERAGE_CUTOFFS)}; pass cutoffs=")
+        raise ValueError(
+            f"no published coverage cutoffs for {dataset!r}; known: {', '.join(COVERAGE_CUTOFFS)}; pass cutoffs="
+        )
     return COVERAGE_CUTOFFS[dataset]
 
 
@@ -172,16 +175,15 @@ def compute_coverage(
 
     recall_hit = (rec_s <= cut.structure) & (rec_c <= cut.composition)
     precision_hit = (prec_s <= cut.structure) & (prec_c <= cut.composition)
-    share = lambda hits, n: float(hits.sum()) / n if n else float("nan")  # noqa: E731
     return CoverageResult(
         cov_recall=share(recall_hit, n_test),
         cov_precision=share(precision_hit, n_gen),
         cov_recall_joint=share(rec_joint, n_test),
         cov_precision_joint=share(prec_joint, n_gen),
-        amsd_recall=_finite_mean(rec_s),
-        amsd_precision=_finite_mean(prec_s),
-        amcd_recall=_finite_mean(rec_c),
-        amcd_precision=_finite_mean(prec_c),
+        amsd_recall=finite_mean(rec_s),
+        amsd_precision=finite_mean(prec_s),
+        amcd_recall=finite_mean(rec_c),
+        amcd_precision=finite_mean(prec_c),
         n_generated=n_gen,
         n_test=n_test,
         n_generated_failed=int(n_gen - len(gen_idx)),

@@ -31,6 +31,7 @@ import numpy as np
 
 from crystalgen.crystal import Crystal
 from crystalgen.metrics._pool import chunked, map_chunks, resolve_workers, use_pool
+from crystalgen.metrics._util import finite_mean, json_float
 from crystalgen.metrics.matching import MatcherConfig, rms_distance
 from crystalgen.metrics.validity import ValidityConfig, composition_key, smact_valid, structural_validity
 
@@ -83,7 +84,7 @@ class CspResult:
             out[str(label)] = {
                 "n": int(mask.sum()),
                 "match_rate": float(self.matched[mask].mean()),
-                "rmse": _nanmean(self.rms[mask]),
+                "rmse": finite_mean(self.rms[mask]),
             }
         return out
 
@@ -93,14 +94,14 @@ class CspResult:
             "k": self.k,
             "n": self.n,
             "n_matched": self.n_matched,
-            "match_rate": _json_float(self.match_rate),
-            "rmse": _json_float(self.rmse),
+            "match_rate": json_float(self.match_rate),
+            "rmse": json_float(self.rmse),
         }
         if per_structure:
             out["per_structure"] = {
                 "id": list(self.ids),
                 "matched": self.matched.tolist(),
-                "rms": [_json_float(x) for x in self.rms.tolist()],
+                "rms": [json_float(x) for x in self.rms.tolist()],
                 "best_index": self.best_index.tolist(),
                 "num_atoms": self.num_atoms.tolist(),
                 "crystal_system": list(self.crystal_system),
@@ -131,7 +132,7 @@ class CspMatrix:
             n=n,
             n_matched=int(matched.sum()),
             match_rate=float(matched.mean()) if n else float("nan"),
-            rmse=_nanmean(rms),
+            rmse=finite_mean(rms),
             matched=matched,
             rms=rms,
             best_index=best_index,
@@ -139,15 +140,6 @@ class CspMatrix:
             crystal_system=self.crystal_system,
             ids=self.ids,
         )
-
-
-def _nanmean(values: np.ndarray) -> float:
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if len(finite) else float("nan")
-
-
-def _json_float(x: float) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
 
 
 # ---------------------------------------------------------------------------------- worker
@@ -165,16 +157,18 @@ def crystal_system(crystal: Crystal, symprec: float = SYMPREC) -> str:
 
 def proposal_rms(pred: Crystal | None, gt: Crystal, config: CspConfig = CspConfig(), gt_structure: Any = None) -> float:
     """RMS distance of one proposal to its ground truth, NaN for any kind of miss."""
-    if pred is None or not structural_validity(pred, config.validity):
+    if pred is None or composition_key(pred) != composition_key(gt):
         return float("nan")
-    if composition_key(pred) != composition_key(gt):
+    if not structural_validity(pred, config.validity):
         return float("nan")
     if config.require_smact and not smact_valid(pred):
         return float("nan")
     return rms_distance(pred, gt_structure if gt_structure is not None else gt, config.matcher)
 
 
-def _csp_chunk(chunk: tuple[CspConfig, int, list[tuple[Crystal, list[Crystal | None]]]]) -> list[tuple[np.ndarray, str]]:
+def _csp_chunk(
+    chunk: tuple[CspConfig, int, list[tuple[Crystal, list[Crystal | None]]]],
+) -> list[tuple[np.ndarray, str]]:
     """Worker: for each (ground truth, proposals), the RMS row and the ground truth's crystal system."""
     config, k, items = chunk
     out = []
@@ -209,7 +203,9 @@ def csp_rms_matrix(
     chunks = [(config, k, list(c)) for c in chunked(items, size)]
     weights = [len(c[2]) for c in chunks]
     with use_pool(pool, workers) as executor:
-        rows = map_chunks(_csp_chunk, chunks, executor, f"CSP matching (k={k})", progress, show_progress, weights=weights)
+        rows = map_chunks(
+            _csp_chunk, chunks, executor, f"CSP matching (k={k})", progress, show_progress, weights=weights
+        )
     rms = np.stack([r for r, _ in rows]) if rows else np.zeros((0, k))
     return CspMatrix(
         rms=rms,

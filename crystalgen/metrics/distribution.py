@@ -10,16 +10,16 @@ with fewer valid samples than asked for, all of them are used and the count is r
 
 from __future__ import annotations
 
-import math
-from functools import lru_cache
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from scipy.stats import wasserstein_distance
 
 from crystalgen.crystal import Crystal
+from crystalgen.metrics._util import json_float
 
 #: Valid generated samples the distribution metrics use.
 N_DISTRIBUTION_SAMPLES = 1000
@@ -70,7 +70,9 @@ def num_elements(crystals: Sequence[Crystal]) -> np.ndarray:
     return np.array([len(np.unique(c.atomic_numbers)) for c in crystals], dtype=np.float64)
 
 
-def sample_valid(valid: Sequence[bool] | np.ndarray, n: int = N_DISTRIBUTION_SAMPLES, seed: int = DISTRIBUTION_SEED) -> np.ndarray:
+def sample_valid(
+    valid: Sequence[bool] | np.ndarray, n: int = N_DISTRIBUTION_SAMPLES, seed: int = DISTRIBUTION_SEED
+) -> np.ndarray:
     """Indices of ``n`` valid structures drawn without replacement with a fixed seed (all if fewer), sorted."""
     candidates = np.flatnonzero(np.asarray(valid, dtype=bool))
     if len(candidates) <= n:
@@ -91,11 +93,10 @@ class DistributionResult:
     seed: int
 
     def to_dict(self) -> dict[str, Any]:
-        clean = lambda x: None if x is None or not math.isfinite(x) else float(x)  # noqa: E731
         return {
-            "d_rho": clean(self.d_rho),
-            "d_elem": clean(self.d_elem),
-            "d_prop": clean(self.d_prop),
+            "d_rho": json_float(self.d_rho),
+            "d_elem": json_float(self.d_elem),
+            "d_prop": json_float(self.d_prop),
             "n_samples": self.n_samples,
             "n_test": self.n_test,
             "seed": self.seed,

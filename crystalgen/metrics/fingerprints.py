@@ -21,16 +21,24 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from crystalgen.crystal import Crystal
-from crystalgen.metrics._pool import chunked, map_chunks, progress_context, resolve_workers, use_pool
+from crystalgen.metrics._pool import (
+    ALL_MODULES,
+    chunked,
+    map_chunks,
+    progress_context,
+    resolve_workers,
+    use_pool,
+)
 
 STRUCTURE_FP_DIM = 61
 COMPOSITION_FP_DIM = 132
@@ -130,7 +138,7 @@ def compute_fingerprints(
 ) -> Fingerprints:
     """Fingerprints of every crystal, in a process pool (no cache)."""
     chunks = chunked(list(crystals), _chunk_size(len(crystals), resolve_workers(workers)))
-    with use_pool(pool, workers) as executor:
+    with use_pool(pool, workers, ALL_MODULES) as executor:
         rows = map_chunks(_fingerprint_chunk, chunks, executor, label, progress, show_progress)
     return _stack(rows)
 
@@ -178,7 +186,9 @@ def load_fingerprints(path: Path) -> tuple[Fingerprints, bool]:
         metadata = handle.metadata() or {}
         if metadata.get("version") != str(FINGERPRINT_VERSION):
             raise ValueError("stale fingerprint cache")
-        fps = Fingerprints(handle.get_tensor("structure"), handle.get_tensor("composition"), handle.get_tensor("ok").astype(bool))
+        fps = Fingerprints(
+            handle.get_tensor("structure"), handle.get_tensor("composition"), handle.get_tensor("ok").astype(bool)
+        )
     return fps, metadata.get("complete") == "1"
 
 
@@ -211,7 +221,7 @@ def cached_fingerprints(
             done = Fingerprints.empty()
     start = len(done)
     blocks = [range(i, min(i + CHECKPOINT_EVERY, len(crystals))) for i in range(start, len(crystals), CHECKPOINT_EVERY)]
-    with use_pool(pool, workers) as executor, progress_context(progress, show_progress) as bar:
+    with use_pool(pool, workers, ALL_MODULES) as executor, progress_context(progress, show_progress) as bar:
         task = bar.add_task(label, total=len(crystals), completed=start) if bar is not None else None
         parts = [done]
         for block in blocks:
@@ -230,4 +240,3 @@ def _concat(parts: list[Fingerprints]) -> Fingerprints:
         np.concatenate([p.composition for p in parts]).reshape(-1, COMPOSITION_FP_DIM),
         np.concatenate([p.ok for p in parts]).astype(bool),
     )
-

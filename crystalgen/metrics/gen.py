@@ -15,18 +15,18 @@ Which structures each metric sees, following the published code:
 
 from __future__ import annotations
 
-import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from crystalgen.crystal import Crystal
-from crystalgen.metrics._pool import process_pool, progress_context
+from crystalgen.metrics._pool import ALL_MODULES, process_pool, progress_context
+from crystalgen.metrics._util import json_float
 from crystalgen.metrics.coverage import CompositionScaler, CoverageResult, compute_coverage, resolve_cutoffs
 from crystalgen.metrics.distribution import (
     DISTRIBUTION_SEED,
@@ -80,14 +80,20 @@ class GenResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable summary (NaN becomes ``None``)."""
-        clean = lambda x: None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x  # noqa: E731
-        headline = {
-            name: clean(getattr(self, name))
-            for name in (
-                "dataset", "n_generated", "n_test", "struct_validity", "comp_validity", "validity",
-                "cov_recall", "cov_precision", "d_rho", "d_prop", "d_elem", "uniqueness", "novelty",
-            )
-        }
+        headline: dict[str, Any] = {"dataset": self.dataset, "n_generated": self.n_generated, "n_test": self.n_test}
+        for name in (
+            "struct_validity",
+            "comp_validity",
+            "validity",
+            "cov_recall",
+            "cov_precision",
+            "d_rho",
+            "d_prop",
+            "d_elem",
+            "uniqueness",
+            "novelty",
+        ):
+            headline[name] = json_float(getattr(self, name))
         headline["details"] = {
             "validity": self.validity_detail.to_dict(),
             "coverage": self.coverage.to_dict(),
@@ -133,14 +139,17 @@ def evaluate_generation(
     cutoffs = resolve_cutoffs(dataset, config.cutoffs)
     timings: dict[str, float] = {}
     total_start = time.perf_counter()
-    with process_pool(workers) as pool, progress_context(None, show_progress) as progress:
+    with process_pool(workers, ALL_MODULES) as pool, progress_context(None, show_progress) as progress:
+        timings["pool_start"] = time.perf_counter() - total_start  # imports in the parent, then fork
         with _timed(timings, "validity"):
             validity = evaluate_validity(generated, config.validity)
         with _timed(timings, "test_fingerprints"):
             if test_fingerprints is None and config.use_cache:
                 test_fingerprints = cached_fingerprints(test, cache_dir, workers, pool, progress, show_progress)
             elif test_fingerprints is None:
-                test_fingerprints = compute_fingerprints(test, workers, pool, progress, show_progress, "test fingerprints")
+                test_fingerprints = compute_fingerprints(
+                    test, workers, pool, progress, show_progress, "test fingerprints"
+                )
         with _timed(timings, "generated_fingerprints"):
             gen_fps = compute_fingerprints(generated, workers, pool, progress, show_progress, "generated fingerprints")
         with _timed(timings, "coverage"):
@@ -155,7 +164,9 @@ def evaluate_generation(
         novelty = None
         if train is not None:
             with _timed(timings, "novelty"):
-                novelty = evaluate_novelty(generated, list(train), config.matcher, workers, pool, progress, show_progress)
+                novelty = evaluate_novelty(
+                    generated, list(train), config.matcher, workers, pool, progress, show_progress
+                )
     timings["total"] = time.perf_counter() - total_start
     return GenResult(
         dataset=dataset,

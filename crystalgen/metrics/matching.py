@@ -49,7 +49,9 @@ def as_structure(crystal: "Crystal | Structure") -> "Structure":
     return crystal.to_structure() if isinstance(crystal, Crystal) else crystal
 
 
-def rms_distance(pred: "Crystal | Structure", target: "Crystal | Structure", config: MatcherConfig = MatcherConfig()) -> float:
+def rms_distance(
+    pred: "Crystal | Structure", target: "Crystal | Structure", config: MatcherConfig = MatcherConfig()
+) -> float:
     """``get_rms_dist(pred, target)[0]`` (normalised by (V/N)^(1/3)), or NaN if they do not match."""
     try:
         with warnings.catch_warnings():
@@ -60,7 +62,9 @@ def rms_distance(pred: "Crystal | Structure", target: "Crystal | Structure", con
     return float("nan") if result is None else float(result[0])
 
 
-def structures_match(a: "Crystal | Structure", b: "Crystal | Structure", config: MatcherConfig = MatcherConfig()) -> bool:
+def structures_match(
+    a: "Crystal | Structure", b: "Crystal | Structure", config: MatcherConfig = MatcherConfig()
+) -> bool:
     """``StructureMatcher.fit(a, b)``; ``False`` if pymatgen raises."""
     try:
         with warnings.catch_warnings():

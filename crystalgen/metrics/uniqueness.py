@@ -29,6 +29,7 @@ import numpy as np
 
 from crystalgen.crystal import Crystal
 from crystalgen.metrics._pool import map_chunks, use_pool
+from crystalgen.metrics._util import json_float
 from crystalgen.metrics.matching import MatcherConfig, structures_match
 from crystalgen.metrics.validity import composition_key
 
@@ -48,7 +49,7 @@ class UniquenessResult:
         return self.duplicate_of < 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"uniqueness": _json(self.uniqueness), "n": self.n, "n_unique": self.n_unique}
+        return {"uniqueness": json_float(self.uniqueness), "n": self.n, "n_unique": self.n_unique}
 
 
 @dataclass
@@ -64,11 +65,7 @@ class NoveltyResult:
         return self.match_index < 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"novelty": _json(self.novelty), "n": self.n, "n_novel": self.n_novel, "n_train": self.n_train}
-
-
-def _json(x: float) -> float | None:
-    return None if x != x else float(x)
+        return {"novelty": json_float(self.novelty), "n": self.n, "n_novel": self.n_novel, "n_train": self.n_train}
 
 
 def group_by_composition(crystals: Sequence[Crystal]) -> dict[tuple, list[int]]:
@@ -95,7 +92,9 @@ def _unique_chunk(chunk: tuple[MatcherConfig, list[list[tuple[int, Crystal]]]]) 
     return out
 
 
-def _novel_chunk(chunk: tuple[MatcherConfig, list[tuple[int, Crystal, list[tuple[int, Crystal]]]]]) -> list[tuple[int, int]]:
+def _novel_chunk(
+    chunk: tuple[MatcherConfig, list[tuple[int, Crystal, list[tuple[int, Crystal]]]]],
+) -> list[tuple[int, int]]:
     """Worker: (generated index, index of a matching training structure or -1)."""
     config, tasks = chunk
     out = []
@@ -143,7 +142,12 @@ def evaluate_uniqueness(
     chunks, costs = _pack(tasks, [len(g) * (len(g) - 1) // 2 for g in groups], MATCHES_PER_CHUNK)
     with use_pool(pool, workers) as executor:
         results = map_chunks(
-            _unique_chunk, [(config, c) for c in chunks], executor, "uniqueness", progress, show_progress,
+            _unique_chunk,
+            [(config, c) for c in chunks],
+            executor,
+            "uniqueness",
+            progress,
+            show_progress,
             weights=[sum(len(g) for g in c) for c in chunks],
         )
     for index, match in results:

@@ -109,31 +109,39 @@ class LatticeEncodedCrystal:
     id: str | None = None
 
 
-class LatticeParameters:
+class _LatticeVectorRepresentation:
+    """Crystal <-> a 6-number lattice encoding plus the atoms, unchanged."""
+
+    name: str
+
+    @staticmethod
+    def lattice_to_vector(matrix: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    @staticmethod
+    def vector_to_lattice(vector: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def encode(self, crystal: Crystal) -> LatticeEncodedCrystal:
+        vector = self.lattice_to_vector(crystal.lattice)
+        return LatticeEncodedCrystal(vector, crystal.frac_coords, crystal.atomic_numbers, crystal.id)
+
+    def decode(self, encoded: LatticeEncodedCrystal) -> Crystal:
+        lattice = self.vector_to_lattice(encoded.lattice_vector)
+        return Crystal(lattice, encoded.frac_coords, encoded.atomic_numbers, encoded.id)
+
+
+class LatticeParameters(_LatticeVectorRepresentation):
     """Crystal <-> (a, b, c, alpha, beta, gamma) plus atoms."""
 
     name = "lattice-params"
-
-    def encode(self, crystal: Crystal) -> LatticeEncodedCrystal:
-        return LatticeEncodedCrystal(
-            lattice_matrix_to_params(crystal.lattice), crystal.frac_coords, crystal.atomic_numbers, crystal.id
-        )
-
-    def decode(self, encoded: LatticeEncodedCrystal) -> Crystal:
-        lattice = lattice_params_to_matrix(encoded.lattice_vector)
-        return Crystal(lattice, encoded.frac_coords, encoded.atomic_numbers, encoded.id)
+    lattice_to_vector = staticmethod(lattice_matrix_to_params)
+    vector_to_lattice = staticmethod(lattice_params_to_matrix)
 
 
-class LatticeLogPolar:
+class LatticeLogPolar(_LatticeVectorRepresentation):
     """Crystal <-> rotation-invariant symmetric log of the lattice's polar factor plus atoms."""
 
     name = "lattice-logpolar"
-
-    def encode(self, crystal: Crystal) -> LatticeEncodedCrystal:
-        return LatticeEncodedCrystal(
-            lattice_to_log_polar(crystal.lattice), crystal.frac_coords, crystal.atomic_numbers, crystal.id
-        )
-
-    def decode(self, encoded: LatticeEncodedCrystal) -> Crystal:
-        lattice = log_polar_to_lattice(encoded.lattice_vector)
-        return Crystal(lattice, encoded.frac_coords, encoded.atomic_numbers, encoded.id)
+    lattice_to_vector = staticmethod(lattice_to_log_polar)
+    vector_to_lattice = staticmethod(log_polar_to_lattice)
