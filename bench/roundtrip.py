@@ -52,18 +52,21 @@ def _round_trip_chunk(args: tuple[str, list[Crystal]]) -> list[str | None]:
         except Exception as exc:
             causes.append(f"decode: {type(exc).__name__}: {str(exc)[:CAUSE_LENGTH]}")
             continue
-        if decoded.num_atoms % crystal.num_atoms and crystal.num_atoms % decoded.num_atoms:
-            causes.append("atom count changed")
-        elif matcher.fit(crystal.to_structure(), decoded.to_structure()):
-            causes.append(None)
-        elif decoded.num_atoms != crystal.num_atoms and matcher.fit(
-            crystal.to_structure(), primitive_cell(decoded).to_structure()
-        ):
-            # StructureMatcher's own primitive reduction misses some centred cells (e.g. a
-            # 40-atom conventional fcc cell against its 10-atom primitive); counted separately.
-            causes.append(MATCHED_AFTER_PRIMITIVE)
-        else:
-            causes.append("no StructureMatcher match")
+        try:
+            if decoded.num_atoms % crystal.num_atoms and crystal.num_atoms % decoded.num_atoms:
+                causes.append("atom count changed")
+            elif matcher.fit(crystal.to_structure(), decoded.to_structure()):
+                causes.append(None)
+            elif decoded.num_atoms != crystal.num_atoms and matcher.fit(
+                crystal.to_structure(), primitive_cell(decoded).to_structure()
+            ):
+                # StructureMatcher's own primitive reduction misses some centred cells (e.g. a
+                # 40-atom conventional fcc cell against its 10-atom primitive); counted separately.
+                causes.append(MATCHED_AFTER_PRIMITIVE)
+            else:
+                causes.append("no StructureMatcher match")
+        except Exception as exc:  # symmetry analysis inside the comparison can fail too
+            causes.append(f"compare: {type(exc).__name__}: {str(exc)[:CAUSE_LENGTH]}")
     return causes
 
 

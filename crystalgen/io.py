@@ -62,7 +62,9 @@ def parse_crystal(text: str, fmt: str, id: str | None = None) -> Crystal:
             raise StructureParseError(f"could not parse Wyckoff JSON: {exc}") from None
         if not isinstance(data, dict):
             raise StructureParseError("could not parse Wyckoff JSON: expected an object")
-        return decode_wyckoff(WyckoffCrystal.from_dict(data))
+        crystal = decode_wyckoff(WyckoffCrystal.from_dict(data))
+        crystal.id = crystal.id or id
+        return crystal
     raise CrystalgenInputError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
 
 

@@ -11,6 +11,7 @@ import re
 from crystalgen.errors import MalformedFormulaError, SpaceGroupError, UnknownElementError
 
 MIN_SPACEGROUP, MAX_SPACEGROUP = 1, 230
+CENTRING_LATTICE_POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "R": 3, "F": 4}
 #: A formula is a sequence of element symbols with optional (possibly fractional) counts and
 #: parenthesised groups, e.g. ``SrTiO3``, ``Ca(OH)2``, ``Fe0.5Ni0.5``.
 _FORMULA_CHARS = re.compile(r"^[A-Za-z0-9.()\[\] ]+$")
@@ -37,8 +38,10 @@ def parse_formula(formula: str):
     text = (formula or "").strip()
     if not text or not _FORMULA_CHARS.match(text) or not text[0].isupper() and text[0] not in "([":
         raise MalformedFormulaError(f"malformed formula {formula!r}")
-    for symbol, _count in _TOKEN.findall(text):
+    for symbol, count in _TOKEN.findall(text):
         validate_element(symbol)
+        if count.strip(".") and float(count) == 0:
+            raise MalformedFormulaError(f"formula {formula!r} has a zero count for {symbol}")
     leftover = _TOKEN.sub("", text).replace("(", "").replace(")", "").replace("[", "").replace("]", "")
     if leftover.strip(" 0123456789."):
         raise MalformedFormulaError(f"malformed formula {formula!r}")
@@ -71,8 +74,12 @@ def check_spacegroup_compatible(composition, spacegroup: int) -> None:
     """Raise :class:`SpaceGroupError` if no Wyckoff assignment of ``composition`` exists in ``spacegroup``."""
     from pyxtal.symmetry import Group
 
+    group = Group(validate_spacegroup(spacegroup))
     counts = [int(round(n)) for n in composition.values()]
-    compatible, _ = Group(validate_spacegroup(spacegroup)).check_compatible(counts)
+    # pyxtal counts atoms in the conventional cell; a formula may also be given per primitive cell,
+    # which a centred lattice (C/A/I: 2, R: 3, F: 4 lattice points) multiplies.
+    factor = CENTRING_LATTICE_POINTS.get(group.symbol[0], 1)
+    compatible = group.check_compatible(counts)[0] or group.check_compatible([c * factor for c in counts])[0]
     if not compatible:
         raise SpaceGroupError(
             f"space group {spacegroup} is incompatible with {composition.formula.replace(' ', '')}: "

@@ -70,12 +70,33 @@ def _isolated_environment(request, monkeypatch, tmp_path_factory):
     yield cache
 
 
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """Tests never download: only file:// URLs may be opened (the fetch tests serve local files)."""
+    import urllib.request
+
+    real_urlopen = urllib.request.urlopen
+
+    def local_only(url, *args, **kwargs):
+        target = getattr(url, "full_url", url)
+        if not str(target).startswith("file:"):
+            raise AssertionError(f"a test tried to open {target}; tests must not use the network")
+        return real_urlopen(url, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", local_only)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The benchmark data directory from CRYSTALGEN_DATA_DIR, or skip."""
     if not _ENV_DATA_DIR or not Path(_ENV_DATA_DIR).expanduser().is_dir():
         pytest.skip(DATA_DIR_SKIP_REASON)
     return Path(_ENV_DATA_DIR).expanduser().resolve()
+
+
+def pytest_configure(config):
+    # spglib 2.x warns on every call made through pymatgen; it is noise, not a finding of this suite.
+    config.addinivalue_line("filterwarnings", "ignore:Set OLD_ERROR_HANDLING:DeprecationWarning")
 
 
 def pytest_collection_modifyitems(config, items):

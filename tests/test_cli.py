@@ -225,15 +225,9 @@ def test_more_user_errors_in_process(in_workdir, capsys, name):
     assert_one_line_error(run_main(args, capsys), *fragments)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(reason=reason, strict=True, raises=(AssertionError, ValueError)))
-        for n, (_, reason) in BUG_CASES.items()
-    ],
-)
-def test_user_error_is_one_line_exit_2_known_bugs(in_workdir, capsys, name):
-    # With the bug, either an exception escapes main() (a traceback for the user) or it exits 0.
+@pytest.mark.parametrize("name", list(BUG_CASES))
+def test_user_error_is_one_line_exit_2_fixed_bugs(in_workdir, capsys, name):
+    # Regressions: each of these once escaped main() with a traceback or exited 0.
     assert_one_line_error(run_main(BUG_CASES[name][0], capsys))
 
 

@@ -173,12 +173,6 @@ def test_files_round_trip(tmp_path, zno, suffix, fmt, same_crystal):
         assert back.id == "ZnO"
 
 
-@pytest.mark.xfail(
-    reason="BUG: parse_crystal(text, 'wyckoff-json', id=...) ignores id (every other format uses it), "
-    "so Crystal.from_file('NaCl.json').id is None while NaCl.cif gives 'NaCl'",
-    strict=True,
-    raises=AssertionError,
-)
 def test_wyckoff_json_takes_the_given_id(tmp_path, nacl):
     text = format_crystal(nacl, "wyckoff-json")  # written without an id
     assert parse_crystal(text, "wyckoff-json", id="NaCl").id == "NaCl"

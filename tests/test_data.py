@@ -155,13 +155,6 @@ def test_corrupt_row_is_skipped_on_request(tmp_path, crystals):
         assert len(load_structures(path, on_error="skip")) == 4
 
 
-@pytest.mark.xfail(
-    reason="BUG: the structure cache ignores on_error: after load_structures(path, on_error='skip') "
-    "has cached the good rows, load_structures(path) (on_error='raise') returns them from the cache "
-    "instead of raising StructureParseError for the corrupt row",
-    strict=True,
-    raises=pytest.fail.Exception,
-)
 def test_skip_then_raise_still_raises(tmp_path, crystals):
     bad = {"material_id": "broken", "cif": "this is not a CIF", "energy": 1.0, "formula": "?"}
     path = _write_csv(tmp_path / "bad.csv", crystals, extra_rows=[bad])
@@ -363,6 +356,25 @@ def test_fetch_split_from_file_url(tmp_path, toy_dataset, crystals):
     with pytest.raises(DatasetError, match="could not download"):
         fetch_split("toy", "train", data, force=True)
     assert gzip.decompress(path.read_bytes()) == content  # a failed forced download keeps the old file
+
+
+def test_load_split_downloads_into_the_user_cache_only_when_no_data_dir_was_chosen(tmp_path, toy_dataset, capfd):
+    _, _, content = toy_dataset
+    with pytest.raises(DatasetError, match="missing toy/train"):  # a chosen directory is never written to
+        load_split("toy", "train", tmp_path / "chosen")
+    assert not (tmp_path / "chosen").exists()
+    loaded = load_split("toy", "train")  # no argument, no CRYSTALGEN_DATA_DIR: fetched into the cache
+    assert len(loaded) == 4
+    cached = user_cache_dir() / "data" / "toy" / "train.csv.gz"
+    assert gzip.decompress(cached.read_bytes()) == content
+    assert "downloading" in capfd.readouterr().err
+
+
+def test_network_is_blocked_in_tests():
+    import urllib.request
+
+    with pytest.raises(AssertionError, match="must not use the network"):
+        urllib.request.urlopen("https://example.org/")
 
 
 def test_fetch_split_with_wrong_checksum_leaves_no_file(tmp_path, toy_dataset):

@@ -348,12 +348,6 @@ def test_wyckoff_errors_are_input_errors():
     assert issubclass(UnknownElementError, CrystalgenInputError)
 
 
-@pytest.mark.xfail(
-    reason="BUG: a non-numeric free coordinate or lattice parameter in a Wyckoff description raises a "
-    "bare ValueError from float(), not a CrystalgenInputError (the CLI prints a traceback, exit 1)",
-    strict=True,
-    raises=ValueError,
-)
 @pytest.mark.parametrize("where", ["free_coords", "lattice"])
 def test_wyckoff_non_numeric_values_raise_input_error(zno, where):
     data = json.loads(json.dumps(encode_wyckoff(zno).to_dict()))
@@ -365,12 +359,6 @@ def test_wyckoff_non_numeric_values_raise_input_error(zno, where):
         _decode(data)
 
 
-@pytest.mark.xfail(
-    reason="BUG: impossible lattice parameters in a Wyckoff description are accepted: angles 0/0/0 "
-    "decode to a lattice full of NaN and a negative length to a mirrored cell, without any error",
-    strict=True,
-    raises=pytest.fail.Exception,
-)
 @pytest.mark.parametrize(
     "lattice", [[5.64, 5.64, 5.64, 0.0, 0.0, 0.0], [-5.64, 5.64, 5.64, 90, 90, 90], [5.64, 5.64, 5.64, 90, 90, 200]]
 )
@@ -380,12 +368,6 @@ def test_wyckoff_impossible_lattice_raises(nacl_dict, lattice):
         _decode(nacl_dict)
 
 
-@pytest.mark.xfail(
-    reason="BUG: a Wyckoff description with no sites decodes to a crystal with 0 atoms instead of "
-    "raising (the CLI then writes an atom-less CIF and exits 0)",
-    strict=True,
-    raises=pytest.fail.Exception,
-)
 def test_wyckoff_without_sites_raises(nacl_dict):
     nacl_dict["sites"] = []
     with pytest.raises(CrystalgenInputError):

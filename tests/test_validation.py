@@ -52,12 +52,6 @@ def test_messages_name_the_value():
         parse_formula("Fe0.5Ni0.5")
 
 
-@pytest.mark.xfail(
-    reason="BUG: a zero count is silently dropped: parse_formula('NaCl0') returns Na1 instead of raising "
-    "MalformedFormulaError (pymatgen's Composition drops zero amounts before the count check runs)",
-    strict=True,
-    raises=pytest.fail.Exception,
-)
 def test_parse_formula_zero_count_raises():
     with pytest.raises(MalformedFormulaError):
         parse_formula("NaCl0")
@@ -104,13 +98,6 @@ def test_spacegroup_incompatible(formula, spacegroup):
         check_spacegroup_compatible(parse_formula(formula), spacegroup)
 
 
-@pytest.mark.xfail(
-    reason="BUG: check_spacegroup_compatible treats the formula as conventional-cell counts, so the "
-    "textbook rock salt NaCl (Na1Cl1) is rejected in Fm-3m (225), as is any formula of an F-, I- or "
-    "C-centred compound given per primitive cell or per formula unit; only Na4Cl4 is accepted",
-    strict=True,
-    raises=SpaceGroupError,
-)
 def test_nacl_formula_compatible_with_225():
     check_spacegroup_compatible(parse_formula("NaCl"), 225)
 

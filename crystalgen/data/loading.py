@@ -146,9 +146,10 @@ def load_structures(source: str | os.PathLike, on_error: str = "raise") -> list[
 
 
 # ---------------------------------------------------------------------------------- cache
-def _cache_path(source: Path, digest: str) -> Path:
+def _cache_path(source: Path, digest: str, on_error: str) -> Path:
+    # A cache built while skipping bad rows must not answer a strict load, hence on_error in the key.
     stem = source.name.split(".")[0]
-    return user_cache_dir() / "structures" / f"{stem}-{digest[:16]}-v{CACHE_FORMAT_VERSION}.safetensors"
+    return user_cache_dir() / "structures" / f"{stem}-{digest[:16]}-{on_error}-v{CACHE_FORMAT_VERSION}.safetensors"
 
 
 def save_cache(crystals: list[Crystal], path: Path, source: str = "") -> None:
@@ -185,7 +186,7 @@ def load_csv_cached(path: str | os.PathLike, on_error: str = "raise", use_cache:
     path = Path(path)
     if not path.is_file():
         raise CrystalgenInputError(f"file not found: {path}")
-    cache = _cache_path(path, sha256_file(path))
+    cache = _cache_path(path, sha256_file(path), on_error)
     if use_cache and cache.is_file():
         try:
             return load_cache(cache)

@@ -83,10 +83,17 @@ class WyckoffCrystal:
                 WyckoffSite(validate_element(s["element"]), str(s["wyckoff"]), [float(x) for x in s["free_coords"]])
                 for s in data["sites"]
             ]
-        except (KeyError, TypeError) as exc:
+        except CrystalgenInputError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
             raise WyckoffError(f"malformed Wyckoff JSON: missing or invalid field {exc}") from None
         if len(lattice) != 6:
             raise WyckoffError("malformed Wyckoff JSON: the lattice needs 6 parameters")
+        lengths, angles = np.array(lattice[:3]), np.array(lattice[3:])
+        if not (np.all(np.isfinite(lattice)) and np.all(lengths > 0) and np.all((angles > 0) & (angles < 180))):
+            raise WyckoffError(f"impossible lattice parameters {lattice}: lengths must be > 0, angles in (0, 180)")
+        if not sites:
+            raise WyckoffError("malformed Wyckoff JSON: no sites")
         for site in sites:
             _parse_label(site.wyckoff)
         return cls(spacegroup, lattice, sites, data.get("hall_number"), data.get("id"), data.get("properties") or {})
@@ -163,6 +170,8 @@ def decode_wyckoff(encoded: WyckoffCrystal) -> Crystal:
         frac_blocks.append(np.asarray(wp.apply_ops(representative), dtype=float).reshape(-1, 3))
         numbers += [Element(site.element).Z] * multiplicity
     lattice = lattice_params_to_matrix(np.asarray(encoded.lattice_params, dtype=float))
+    if not np.all(np.isfinite(lattice)) or abs(np.linalg.det(lattice)) <= 0:
+        raise WyckoffError(f"lattice parameters {list(encoded.lattice_params)} do not form a cell")
     frac = np.concatenate(frac_blocks) if frac_blocks else np.zeros((0, 3))
     return Crystal(lattice, frac, numbers, encoded.id, dict(encoded.properties))
 
