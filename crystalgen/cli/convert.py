@@ -9,7 +9,7 @@ import click
 from rich.progress import track
 
 from crystalgen.errors import CrystalgenInputError
-from crystalgen.io import FILE_EXTENSIONS, FORMATS, format_crystal, guess_format, parse_crystal, read_crystal_file
+from crystalgen.io import FILE_EXTENSIONS, FORMATS, format_crystal, parse_crystal, read_crystal_file
 
 EXIT_SOME_ROWS_FAILED = 1
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -34,7 +34,6 @@ def convert(source: Path, fmt: str, input_fmt: str | None, out: Path | None) -> 
         raise CrystalgenInputError(f"file not found: {source}")
     if source.suffix.lower() == ".csv" or source.name.lower().endswith(".csv.gz"):
         return _convert_csv(source, fmt, out)
-    input_fmt = input_fmt or guess_format(source)
     crystal = read_crystal_file(source, input_fmt)
     text = format_crystal(crystal, fmt)
     if out is None:

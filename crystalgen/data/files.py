@@ -20,7 +20,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from crystalgen.data.registry import SplitSpec, get_dataset
+from crystalgen.data.registry import CDVAE_COMMIT, SplitSpec, get_dataset
 from crystalgen.errors import DatasetError
 
 DATA_DIR_ENV = "CRYSTALGEN_DATA_DIR"
@@ -115,16 +115,10 @@ def verify_split(dataset: str, split: str, data_dir: str | os.PathLike | None = 
         return VerifyResult(dataset, split, path, "known-copy", f"sha256 {sha256[:12]}… matches a pinned copy")
     blob = git_blob_sha1(_read_uncompressed(path))
     if spec.git_blob_sha1 and blob == spec.git_blob_sha1:
-        return VerifyResult(dataset, split, path, "canonical", f"git blob {blob[:12]}… matches CDVAE@{_short_commit()}")
+        return VerifyResult(dataset, split, path, "canonical", f"git blob {blob[:12]}… matches CDVAE@{CDVAE_COMMIT[:8]}")
     if not spec.git_blob_sha1 and not spec.known_sha256:
         return VerifyResult(dataset, split, path, "unpinned", f"no checksum pinned; saw sha256 {sha256}")
     return VerifyResult(dataset, split, path, "MISMATCH", f"sha256 {sha256[:12]}…, git blob {blob[:12]}… match no pinned checksum")
-
-
-def _short_commit() -> str:
-    from crystalgen.data.registry import CDVAE_COMMIT
-
-    return CDVAE_COMMIT[:8]
 
 
 # ---------------------------------------------------------------------------------- download
