@@ -14,6 +14,7 @@ import warnings
 import click
 
 from crystalgen import __version__
+from crystalgen.cli.benchmark import benchmark
 from crystalgen.cli.convert import convert
 from crystalgen.cli.data import data
 from crystalgen.cli.sample import models, sample
@@ -30,7 +31,7 @@ def cli() -> None:
     """crystalgen: generate, filter and benchmark crystal structures."""
 
 
-for command in (sample, models, train, data, convert):
+for command in (sample, models, train, benchmark, data, convert):
     cli.add_command(command)
 
 

@@ -10,6 +10,9 @@ Not learned, except for per-element volumes. For a target composition:
 3. candidates are ranked by that cost; the top ``k`` give ``k`` samples, each with the target's
    species substituted and the cell isotropically rescaled to the target's estimated volume.
 
+Without a composition (generation from scratch) it returns random training structures: a
+memorisation reference for the generation benchmark, novel by construction never.
+
 The volume estimate is a least-squares fit of ``V = sum_i n_i v(Z_i)`` on the training set, the
 only fitted parameters, and is what ``model.safetensors`` stores. The training structures are read
 from the data directory at load time; they are never stored in the checkpoint.
@@ -62,7 +65,7 @@ def _sorted_elements(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 class TemplateGenerator(Generator):
     family = "template"
-    task = "csp"
+    task = "both"
 
     def __init__(self, config: dict | None = None):
         super().__init__(config)

@@ -32,7 +32,7 @@ import numpy as np
 from crystalgen.crystal import Crystal
 from crystalgen.metrics._pool import chunked, map_chunks, resolve_workers, use_pool
 from crystalgen.metrics._util import finite_mean, json_float
-from crystalgen.metrics.matching import MatcherConfig, rms_distance
+from crystalgen.metrics.matching import MatcherConfig, reduce_for_matching, rms_distance_reduced
 from crystalgen.metrics.validity import ValidityConfig, composition_key, smact_valid, structural_validity
 
 #: Symmetry tolerance (Å) used to label ground truths by crystal system.
@@ -155,28 +155,49 @@ def crystal_system(crystal: Crystal, symprec: float = SYMPREC) -> str:
         return UNKNOWN_SYSTEM
 
 
-def proposal_rms(pred: Crystal | None, gt: Crystal, config: CspConfig = CspConfig(), gt_structure: Any = None) -> float:
-    """RMS distance of one proposal to its ground truth, NaN for any kind of miss."""
+def proposal_rms(
+    pred: Crystal | str | None, gt: Crystal, config: CspConfig = CspConfig(), gt_reduced: Any = None
+) -> float:
+    """RMS distance of one proposal to its ground truth, NaN for any kind of miss.
+
+    A proposal may be CIF text, parsed here (in the worker, where the cost is spread over the
+    pool); an unparsable CIF is a miss. ``gt_reduced`` is the ground truth after
+    :func:`~crystalgen.metrics.matching.reduce_for_matching`, to reduce it once for k proposals.
+    """
+    if isinstance(pred, str):
+        try:
+            pred = Crystal.from_cif(pred)
+        except Exception:
+            return float("nan")
     if pred is None or composition_key(pred) != composition_key(gt):
         return float("nan")
     if not structural_validity(pred, config.validity):
         return float("nan")
     if config.require_smact and not smact_valid(pred):
         return float("nan")
-    return rms_distance(pred, gt_structure if gt_structure is not None else gt, config.matcher)
+    try:
+        pred_reduced = reduce_for_matching(pred)
+        if gt_reduced is None:
+            gt_reduced = reduce_for_matching(gt)
+    except Exception:  # pymatgen fails on some degenerate cells: no match, as in the published code
+        return float("nan")
+    return rms_distance_reduced(pred_reduced, gt_reduced, config.matcher)
 
 
 def _csp_chunk(
-    chunk: tuple[CspConfig, int, list[tuple[Crystal, list[Crystal | None]]]],
+    chunk: tuple[CspConfig, int, list[tuple[Crystal, list[Crystal | str | None]]]],
 ) -> list[tuple[np.ndarray, str]]:
     """Worker: for each (ground truth, proposals), the RMS row and the ground truth's crystal system."""
     config, k, items = chunk
     out = []
     for gt, preds in items:
-        structure = gt.to_structure()
+        try:
+            gt_reduced = reduce_for_matching(gt)
+        except Exception:
+            gt_reduced = None  # retried (and failing) per proposal: every proposal is a miss
         row = np.full(k, np.nan)
         for j, pred in enumerate(preds[:k]):
-            row[j] = proposal_rms(pred, gt, config, gt_structure=structure)
+            row[j] = proposal_rms(pred, gt, config, gt_reduced=gt_reduced)
         out.append((row, crystal_system(gt)))
     return out
 
@@ -184,7 +205,7 @@ def _csp_chunk(
 # ---------------------------------------------------------------------------------- public API
 def csp_rms_matrix(
     ground_truth: Sequence[Crystal],
-    predictions: Sequence[Sequence[Crystal | None]],
+    predictions: Sequence[Sequence[Crystal | str | None]],
     k: int | None = None,
     config: CspConfig = CspConfig(),
     workers: int | None = os.cpu_count(),
@@ -217,7 +238,7 @@ def csp_rms_matrix(
 
 def evaluate_csp(
     ground_truth: Sequence[Crystal],
-    predictions: Sequence[Sequence[Crystal | None]],
+    predictions: Sequence[Sequence[Crystal | str | None]],
     k: int | None = None,
     workers: int | None = os.cpu_count(),
     config: CspConfig = CspConfig(),
@@ -232,7 +253,7 @@ def evaluate_csp(
 
 def evaluate_csp_multi(
     ground_truth: Sequence[Crystal],
-    predictions: Sequence[Sequence[Crystal | None]],
+    predictions: Sequence[Sequence[Crystal | str | None]],
     ks: Sequence[int] = (1, 20),
     workers: int | None = os.cpu_count(),
     config: CspConfig = CspConfig(),

@@ -1,0 +1,153 @@
+"""What the CSP and generation benchmarks share: model and protocol resolution, the resumable
+sampling loop, and the run metadata every report ends with."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from crystalgen import __version__
+from crystalgen.benchmarks.rundir import ResumableCsv, RunDir, git_commit, machine_description
+from crystalgen.crystal import Crystal
+from crystalgen.data import load_protocol
+from crystalgen.data.protocols import DataProtocol
+from crystalgen.errors import CrystalgenInputError
+from crystalgen.generators import Generator, Target, load_model
+from crystalgen.generators.checkpoint import CARD_FILE
+from crystalgen.generators.registry import resolve_checkpoint
+from crystalgen.reports.document import Preformatted, Section, Table, Text
+
+#: Targets per ``Generator.sample`` call; also how often sampled output is committed to disk.
+SAMPLE_BATCH = 64
+
+
+@dataclass
+class BenchmarkModel:
+    """A loaded model with the protocol it is evaluated under."""
+
+    name: str
+    model: Generator
+    checkpoint: Path | None
+    protocol: DataProtocol
+
+    @property
+    def card(self) -> str:
+        if self.checkpoint is None or not (self.checkpoint / CARD_FILE).is_file():
+            return ""
+        return (self.checkpoint / CARD_FILE).read_text()
+
+    @property
+    def trained_on_protocol(self) -> bool:
+        return self.model.protocol == self.protocol.name
+
+
+def resolve_protocol(model: Generator, dataset: str, protocol: str | None) -> DataProtocol:
+    """The named protocol; else the model's own if it is on this dataset; else the dataset's standard one."""
+    if protocol is not None:
+        spec = load_protocol(protocol)
+        if spec.dataset != dataset:
+            raise CrystalgenInputError(f"protocol {spec.name!r} is on dataset {spec.dataset!r}, not {dataset!r}")
+        return spec
+    if model.protocol:
+        own = load_protocol(model.protocol)
+        if own.dataset == dataset:
+            return own
+    return load_protocol(dataset)
+
+
+def load_benchmark_model(name: str, dataset: str, protocol: str | None, task: str,
+                         data_dir: str | os.PathLike | None) -> BenchmarkModel:
+    """Load a fitted model that can do ``task`` ("csp" or "gen"), with its evaluation protocol."""
+    model = load_model(name, data_dir)
+    if not model.is_fitted:
+        raise CrystalgenInputError(f"model {name!r} is an unfitted family; use a checkpoint (see `crystalgen models`)")
+    if model.task not in (task, "both"):
+        raise CrystalgenInputError(f"model {name!r} does {model.task!r}, not {task!r}")
+    return BenchmarkModel(model.name, model, resolve_checkpoint(name), resolve_protocol(model, dataset, protocol))
+
+
+def progress_bar(console: Console | None = None) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), console=console or Console(stderr=True), transient=True,
+    )
+
+
+def sample_resumably(
+    model: Generator,
+    targets: Sequence[Target],
+    n: int,
+    seed: int,
+    writer: ResumableCsv,
+    rows_for: Callable[[int, Target, list[Crystal]], list[dict[str, Any]]],
+    label: str,
+    batch_size: int = SAMPLE_BATCH,
+) -> int:
+    """Sample ``n`` crystals per target, in batches, from ``writer.done`` on; return targets the model refused.
+
+    Batch ``b`` uses seed ``seed + first target index``, so a resumed run draws what an
+    uninterrupted one would have. A target the model refuses (e.g. too many atoms) gets no rows.
+    """
+    refused = 0
+    with progress_bar() as progress:
+        task = progress.add_task(label, total=len(targets), completed=writer.done)
+        for start in range(writer.done, len(targets), batch_size):
+            batch = list(range(start, min(start + batch_size, len(targets))))
+            accepted = []
+            for index in batch:
+                try:
+                    model.check_target(targets[index])
+                    accepted.append(index)
+                except CrystalgenInputError:
+                    refused += 1
+            samples = model.sample([targets[i] for i in accepted], n=n, seed=seed + start) if accepted else []
+            rows = [row for index, crystals in zip(accepted, samples) for row in rows_for(index, targets[index], crystals)]
+            writer.commit(rows, len(batch))
+            progress.advance(task, len(batch))
+    return refused
+
+
+# ---------------------------------------------------------------------------------- metadata
+def run_metadata(run: RunDir, bench: BenchmarkModel, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "crystalgen_version": __version__,
+        "git_commit": git_commit(),
+        "started_commit": run.started_commit,
+        "model": bench.name,
+        "family": bench.model.family,
+        "checkpoint": str(bench.checkpoint) if bench.checkpoint else None,
+        "model_protocol": bench.model.protocol,
+        "protocol": bench.protocol.name,
+        "protocol_description": bench.protocol.describe(),
+        **(extra or {}),
+        "wall_s": dict(run.wall_s),
+        "machine": machine_description(),
+    }
+
+
+def metadata_section(meta: dict[str, Any], card: str) -> Section:
+    machine = meta["machine"]
+    gpu = f", GPU {machine['gpu']}" if machine.get("gpu") else ", no GPU"
+    wall = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in meta["wall_s"].items())
+    rows = [
+        ["crystalgen version", meta["crystalgen_version"]],
+        ["git commit (report written / run started)", f"{meta['git_commit']} / {meta['started_commit']}"],
+        ["model", f"{meta['model']} (family {meta['family']})"],
+        ["checkpoint", meta["checkpoint"] or "none (unsaved model)"],
+        ["model trained on", meta["model_protocol"] or "unknown"],
+        ["evaluation protocol", f"{meta['protocol']}: {meta['protocol_description']}"],
+        *[[key.replace("_", " "), str(value)] for key, value in meta.get("settings", {}).items()],
+        ["wall time (summed over resumed sessions)", wall],
+        ["machine", f"{machine['cpu']}, {machine['cores']} cores, {machine['os']}, Python {machine['python']}, "
+                    f"torch {machine.get('torch')}{gpu}"],
+    ]
+    blocks: list = [Table(["field", "value"], rows)]
+    if card.strip():
+        blocks += [Text("The checkpoint's model card (`card.md`), verbatim:"), Preformatted(card.strip())]
+    return Section("Run metadata", blocks)

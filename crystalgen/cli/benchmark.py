@@ -1,0 +1,104 @@
+"""``crystalgen benchmark csp|gen``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from crystalgen.cli.data import data_dir_option
+from crystalgen.data.registry import DATASETS
+
+_model = click.option("--model", "-m", "model_name", required=True,
+                      help="Checkpoint name/path (see `crystalgen models`).")
+_dataset = click.option("--dataset", "-d", required=True, type=click.Choice(sorted(DATASETS)),
+                        help="Dataset whose test split is used.")
+_protocol = click.option("--protocol", "-p", default=None,
+                         help="Data protocol (default: the model's own on this dataset, else the standard one).")
+_seed = click.option("--seed", type=int, default=0, show_default=True)
+_out = click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+                    help="Output folder; re-running the same command there resumes.")
+_workers = click.option("--workers", type=click.IntRange(min=1), default=None,
+                        help="Processes for scoring (default: every core).")
+
+
+@click.group()
+def benchmark() -> None:
+    """Benchmark a model on a dataset's test split and write a report."""
+
+
+@benchmark.command()
+@_model
+@_dataset
+@_protocol
+@click.option("--k", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Proposals per test structure; k>1 also reports k=1 (the first proposal).")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Only the first N test structures (a quick check; the report says so).")
+@_seed
+@click.option("--require-smact", is_flag=True,
+              help="Also count SMACT-invalid proposals as misses (what the published code does).")
+@click.option("--update-card", is_flag=True,
+              help="Write the figures into the checkpoint's card.md (full test split only).")
+@_out
+@_workers
+@data_dir_option
+def csp(model_name: str, dataset: str, protocol: str | None, k: int, limit: int | None, seed: int,
+        require_smact: bool, update_card: bool, out: Path, workers: int | None, data_dir: str | None) -> None:
+    """Crystal structure prediction: k proposals per test composition, scored by StructureMatcher.
+
+    Writes OUT/predictions.csv (material_id, rank, cif), OUT/metrics.json (match_rate, rmse, n,
+    per-k breakdowns), OUT/per_structure.csv, OUT/report.md and a self-contained OUT/report.html.
+
+    \b
+    Example:
+      crystalgen benchmark csp --model template-perov_5 --dataset perov_5 --k 20 --out runs/csp-perov
+    """
+    from crystalgen.benchmarks.csp import CspBenchmarkSettings, run_csp_benchmark
+
+    settings = CspBenchmarkSettings(model_name, dataset, protocol, limit, k, seed, require_smact)
+    metrics = run_csp_benchmark(settings, out, data_dir, workers, update_card)
+    lines = [f"k={kk}: match rate {_pct(e['match_rate'])}, RMSE {_fmt(e['rmse'])}, n={e['n']}"
+             for kk, e in metrics["by_k"].items()]
+    _finish(out, lines)
+
+
+@benchmark.command()
+@_model
+@_dataset
+@_protocol
+@click.option("-n", "--n", "num_samples", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Samples to generate (the published protocol uses 10,000).")
+@_seed
+@_out
+@_workers
+@data_dir_option
+def gen(model_name: str, dataset: str, protocol: str | None, num_samples: int, seed: int, out: Path,
+        workers: int | None, data_dir: str | None) -> None:
+    """Generation from scratch: validity, coverage, property distributions, uniqueness, novelty.
+
+    Writes OUT/samples.csv, OUT/metrics.json, OUT/report.md and a self-contained OUT/report.html.
+    """
+    from crystalgen.benchmarks.gen import GenBenchmarkSettings, run_gen_benchmark
+
+    metrics = run_gen_benchmark(GenBenchmarkSettings(model_name, dataset, protocol, num_samples, seed), out,
+                                data_dir, workers)
+    names = ("struct_validity", "comp_validity", "cov_recall", "cov_precision", "uniqueness", "novelty")
+    _finish(out, [", ".join(f"{n} {_pct(metrics[n])}" for n in names),
+                  f"d_rho {_fmt(metrics['d_rho'])}, d_elem {_fmt(metrics['d_elem'])}"])
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
+def _finish(out: Path, lines: list[str]) -> None:
+    console = Console(highlight=False)
+    for line in lines:
+        console.print(line)
+    console.print(f"report: {out / 'report.html'}")

@@ -1,0 +1,94 @@
+"""Report figures, drawn with matplotlib's Agg backend and returned as PNG bytes."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+#: Pixels per inch of the PNGs: sharp enough to read, small enough to embed.
+DPI = 110
+FIGSIZE = (6.4, 3.6)
+RMSE_BINS = 30
+DENSITY_BINS = 40
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    _pyplot().close(fig)
+    return buffer.getvalue()
+
+
+def rmse_histogram(rms_by_k: Mapping[int, np.ndarray]) -> bytes:
+    """Histogram of the matched structures' RMS distances, one outline per k."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    finite = {k: np.asarray(v)[np.isfinite(v)] for k, v in rms_by_k.items()}
+    upper = max((v.max() for v in finite.values() if len(v)), default=1.0)
+    bins = np.linspace(0.0, max(upper, 1e-3), RMSE_BINS + 1)
+    for k, values in sorted(finite.items()):
+        ax.hist(values, bins=bins, histtype="step", linewidth=1.8, label=f"k={k} ({len(values)} matched)")
+    ax.set_xlabel("RMS distance of the best match (normalised by (V/N)^(1/3))")
+    ax.set_ylabel("test structures")
+    ax.legend()
+    return _png(fig)
+
+
+def rate_by_group(
+    breakdowns: Mapping[int, Mapping[str, Mapping[str, float]]], xlabel: str, order: Sequence[str] | None = None
+) -> bytes:
+    """Grouped bars of match rate per group (e.g. crystal system), one bar per k; n under each label."""
+    plt = _pyplot()
+    labels = list(order) if order is not None else list(next(iter(breakdowns.values())).keys())
+    labels = [label for label in labels if any(label in b for b in breakdowns.values())]
+    fig, ax = plt.subplots(figsize=(max(FIGSIZE[0], 0.45 * len(labels) + 2), FIGSIZE[1]))
+    x = np.arange(len(labels))
+    width = 0.8 / max(1, len(breakdowns))
+    for i, (k, breakdown) in enumerate(sorted(breakdowns.items())):
+        rates = [100.0 * breakdown.get(label, {}).get("match_rate", np.nan) for label in labels]
+        ax.bar(x + (i - (len(breakdowns) - 1) / 2) * width, rates, width, label=f"k={k}")
+    first = next(iter(breakdowns.values()))
+    ax.set_xticks(x, [f"{label}\n(n={int(first.get(label, {}).get('n', 0))})" for label in labels], fontsize=7)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("match rate (%)")
+    ax.legend()
+    return _png(fig)
+
+
+def compare_histogram(
+    reference: np.ndarray, candidate: np.ndarray, xlabel: str, reference_label: str, candidate_label: str,
+    discrete: bool = False,
+) -> bytes:
+    """Normalised histograms of one quantity for the test set and the model's structures."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    reference = np.asarray(reference, dtype=float)
+    candidate = np.asarray(candidate, dtype=float)
+    reference, candidate = reference[np.isfinite(reference)], candidate[np.isfinite(candidate)]
+    both = np.concatenate([reference, candidate]) if len(candidate) else reference
+    if discrete:
+        bins = np.arange(np.floor(both.min()) - 0.5, np.ceil(both.max()) + 1.5) if len(both) else 10
+    else:
+        low, high = np.percentile(both, [0.5, 99.5]) if len(both) else (0.0, 1.0)
+        bins = np.linspace(low, high if high > low else low + 1.0, DENSITY_BINS + 1)
+    ax.hist(reference, bins=bins, density=True, alpha=0.45, label=f"{reference_label} (n={len(reference)})")
+    ax.hist(candidate, bins=bins, density=True, histtype="step", linewidth=2.0,
+            label=f"{candidate_label} (n={len(candidate)})")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("probability density")
+    ax.legend()
+    return _png(fig)
+
