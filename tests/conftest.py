@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import os
 import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -241,3 +243,135 @@ def _assert_same_cell(a: Crystal, b: Crystal, atol: float = 1e-6, rotation_free:
 def assert_same_cell():
     """``assert_same_cell(a, b, atol=1e-6, rotation_free=True)``: identical cells up to atom order."""
     return _assert_same_cell
+
+
+# ------------------------------------------------------------------------------ synthetic datasets
+def make_perovskite(a_site: str, b_site: str, x_site: str = "O", a: float = 3.9, c: float | None = None,
+                    dz: float = 0.0, id: str | None = None) -> Crystal:
+    """An ABX3 perovskite, 5 atoms: cubic Pm-3m (221), or P4mm (99) with ``c != a`` and B shifted by ``dz``."""
+    from pymatgen.core.periodic_table import Element
+
+    c = a if c is None else c
+    z = [Element(s).Z for s in (a_site, b_site, x_site, x_site, x_site)]
+    frac = [[0, 0, 0], [0.5, 0.5, 0.5 + dz], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+    return Crystal(np.diag([a, a, c]), frac, z, id=id)
+
+
+def write_dataset(root: Path, dataset: str, splits: dict[str, list[Crystal]]) -> Path:
+    """Write ``<root>/<dataset>/<split>.csv`` files (``material_id``, ``cif``) as a dataset folder; returns root.
+
+    Loading does not verify checksums, so any registered dataset name (``perov_5``) can be faked.
+    """
+    import pandas as pd
+
+    folder = Path(root) / dataset
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, crystals in splits.items():
+        frame = pd.DataFrame({
+            "material_id": [c.id or f"{split}-{i}" for i, c in enumerate(crystals)],
+            "cif": [c.to_cif() for c in crystals],
+        })
+        frame.to_csv(folder / f"{split}.csv")
+    return Path(root)
+
+
+def synthetic_perov_splits() -> dict[str, list[Crystal]]:
+    """A tiny fake perov_5: five training perovskites, two for validation, four test structures.
+
+    Test: ``te-SrTiO3`` is a copy of ``tr-SrTiO3``; ``te-BaTiO3`` is cubic while the only BaTiO3
+    template is tetragonal (P4mm); ``te-ZnO`` (Zn2O2) has no template of its stoichiometry;
+    ``te-NaCl`` has 8 atoms, beyond a template model fitted on 5-atom cells.
+    """
+    train = [
+        make_perovskite("Sr", "Ti", a=3.905, id="tr-SrTiO3"),
+        make_perovskite("Ba", "Ti", a=3.99, c=4.04, dz=0.05, id="tr-BaTiO3"),
+        make_perovskite("Ca", "Zr", a=4.02, id="tr-CaZrO3"),
+        make_perovskite("K", "Nb", a=4.02, id="tr-KNbO3"),
+        make_perovskite("La", "Al", a=3.79, id="tr-LaAlO3"),
+    ]
+    val = [make_perovskite("Pb", "Ti", a=3.97, id="va-PbTiO3"), make_perovskite("Sr", "Zr", a=4.1, id="va-SrZrO3")]
+    test = [
+        make_perovskite("Sr", "Ti", a=3.905, id="te-SrTiO3"),
+        make_perovskite("Ba", "Ti", a=4.0, id="te-BaTiO3"),
+        Crystal(make_textbook("ZnO").lattice, make_textbook("ZnO").frac_coords, make_textbook("ZnO").atomic_numbers,
+                id="te-ZnO"),
+        Crystal(make_textbook("NaCl").lattice, make_textbook("NaCl").frac_coords,
+                make_textbook("NaCl").atomic_numbers, id="te-NaCl"),
+    ]
+    return {"train": train, "val": val, "test": test}
+
+
+@pytest.fixture(scope="session")
+def synthetic_perov_dir(tmp_path_factory) -> Path:
+    """A data directory holding the fake perov_5 of :func:`synthetic_perov_splits` (read-only: share it)."""
+    return write_dataset(tmp_path_factory.mktemp("synthetic-data"), "perov_5", synthetic_perov_splits())
+
+
+# ------------------------------------------------------------------------------ in-process CLI
+@dataclass
+class Result:
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_main(argv: list[str], capsys) -> Result:
+    """Run ``crystalgen.cli.main`` in-process; it always ends in SystemExit with the exit code."""
+    from crystalgen.cli import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main(list(argv))
+    captured = capsys.readouterr()
+    return Result(list(argv), info.value.code, captured.out, captured.err)
+
+
+def assert_one_line_error(result: Result, *fragments: str) -> None:
+    """Exit code 2 and exactly one ``crystalgen: error: ...`` line on stderr, holding every fragment."""
+    report = f"args={result.args}\nrc={result.returncode}\nstderr={result.stderr!r}\nstdout={result.stdout[-500:]!r}"
+    assert "Traceback" not in result.stderr, report
+    assert result.returncode == 2, report
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].strip(), report
+    assert lines[0].startswith("crystalgen: error: "), report
+    assert len(lines[0]) > len("crystalgen: error: ") + 5, report
+    for fragment in fragments:
+        assert fragment in lines[0], report
+
+
+def cli_in_process(argv: list[str]) -> Result:
+    """Like :func:`run_main`, without capsys (for module- and session-scoped fixtures)."""
+    import contextlib
+    import io
+
+    from crystalgen.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(argv))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+    return Result(list(argv), code, out.getvalue(), err.getvalue())
+
+
+@contextmanager
+def isolated_cache(cache: Path):
+    """The per-test isolation of ``_isolated_environment``, for fixtures wider than one test."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(cache))
+        patch.delenv(DATA_DIR_ENV, raising=False)
+        yield cache
+
+
+@pytest.fixture(scope="session")
+def synthetic_template_ckpt(synthetic_perov_dir, tmp_path_factory) -> Path:
+    """A template model fitted on the fake perov_5 and saved as a checkpoint (read-only: copy it to edit its card)."""
+    from crystalgen.generators import TemplateGenerator, save_model
+
+    with isolated_cache(tmp_path_factory.mktemp("xdg-cache-ckpt")):
+        model = TemplateGenerator({"name": "tpl"})
+        model.fit("perov_5", synthetic_perov_dir)
+        return save_model(model, tmp_path_factory.mktemp("ckpt") / "tpl", card="# card\n\nA test model.\n")

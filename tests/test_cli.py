@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -23,20 +22,13 @@ import pytest
 
 import crystalgen
 from crystalgen import Crystal
-from crystalgen.cli import cli, main
+from crystalgen.cli import cli
 from crystalgen.io import FORMATS
 from crystalgen.representations.wyckoff import encode_wyckoff
+from conftest import Result, assert_one_line_error, run_main  # noqa: E402  (shared with the other CLI tests)
 
 REPO_ROOT = Path(crystalgen.__file__).resolve().parents[1]
 CLI_TIMEOUT_S = 300
-
-
-@dataclass
-class Result:
-    args: list[str]
-    returncode: int
-    stdout: str
-    stderr: str
 
 
 def _env(cache: Path) -> dict[str, str]:
@@ -62,18 +54,6 @@ def run_many(commands: dict[str, list[str]], cwd: Path, cache: Path) -> dict[str
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {name: pool.submit(run_cli, args, cwd, cache) for name, args in commands.items()}
         return {name: future.result() for name, future in futures.items()}
-
-
-def assert_one_line_error(result: Result, *fragments: str) -> None:
-    report = f"args={result.args}\nrc={result.returncode}\nstderr={result.stderr!r}\nstdout={result.stdout[-500:]!r}"
-    assert "Traceback" not in result.stderr, report
-    assert result.returncode == 2, report
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].strip(), report
-    assert lines[0].startswith("crystalgen: error: "), report
-    assert len(lines[0]) > len("crystalgen: error: ") + 5, report
-    for fragment in fragments:
-        assert fragment in lines[0], report
 
 
 # ------------------------------------------------------------------------------ inputs
@@ -204,15 +184,6 @@ def test_user_error_is_one_line_exit_2(cli_results, name):
     assert_one_line_error(cli_results[name], *ERROR_CASES[name][1])
 
 
-def run_main(argv: list[str], capsys) -> Result:
-    """Run ``crystalgen.cli.main`` in-process; it always ends in SystemExit with the exit code."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        main(list(argv))
-    captured = capsys.readouterr()
-    return Result(list(argv), info.value.code, captured.out, captured.err)
-
-
 @pytest.fixture
 def in_workdir(cli_workdir, monkeypatch) -> Path:
     monkeypatch.chdir(cli_workdir)
@@ -309,7 +280,13 @@ COMMAND_PATHS = _all_command_paths(cli)
 
 
 def test_command_tree_is_known():
-    assert {("convert",), ("data",), ("data", "list"), ("data", "info"), ("data", "verify"), ("data", "fetch"), ("data", "find"), ("data", "protocols")} <= set(COMMAND_PATHS)
+    expected = {
+        ("convert",), ("data",), ("data", "list"), ("data", "info"), ("data", "verify"), ("data", "fetch"),
+        ("data", "find"), ("data", "protocols"), ("sample",), ("models",), ("train",),
+        ("benchmark",), ("benchmark", "csp"), ("benchmark", "gen"),
+    }
+    assert expected <= set(COMMAND_PATHS)
+    assert {p for p in COMMAND_PATHS if p[:1] == ("benchmark",)} == {("benchmark",), ("benchmark", "csp"), ("benchmark", "gen")}
 
 
 @pytest.mark.parametrize("path", COMMAND_PATHS, ids=lambda p: " ".join(p) or "crystalgen")

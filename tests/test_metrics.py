@@ -100,8 +100,8 @@ def test_csp_wrong_missing_invalid_and_wrong_composition_are_misses(nacl, monkey
     kcl = crystal(rocksalt(6.29, ("K", "Cl")))
     preds = [[crystal(cscl_type_nacl())], [None], [overlapping_nacl()], [kcl], []]
     calls = []
-    real = csp_module.rms_distance
-    monkeypatch.setattr(csp_module, "rms_distance", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = csp_module.rms_distance_reduced
+    monkeypatch.setattr(csp_module, "rms_distance_reduced", lambda *a, **k: calls.append(1) or real(*a, **k))
     result = evaluate_csp([nacl] * 5, preds, k=1, workers=1, show_progress=False)
     assert result.matched.tolist() == [False] * 5
     assert result.match_rate == 0.0 and np.isnan(result.rmse)

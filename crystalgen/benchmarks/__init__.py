@@ -2,7 +2,7 @@
 
 * :mod:`~crystalgen.benchmarks.csp`: ``crystalgen benchmark csp`` (crystal structure prediction);
 * :mod:`~crystalgen.benchmarks.gen`: ``crystalgen benchmark gen`` (generation from scratch);
-* :mod:`~crystalgen.benchmarks.rundir`: the resumable output folder both use.
+* :mod:`~crystalgen.runs`: the resumable output folder both use.
 """
 
 from crystalgen.benchmarks.csp import CspBenchmarkSettings, run_csp_benchmark

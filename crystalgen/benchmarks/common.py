@@ -1,30 +1,22 @@
-"""What the CSP and generation benchmarks share: model and protocol resolution, the resumable
-sampling loop, and the run metadata every report ends with."""
+"""What the CSP and generation benchmarks share: model and protocol resolution, and the run
+metadata every report ends with."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
 from crystalgen import __version__
-from crystalgen.benchmarks.rundir import ResumableCsv, RunDir, git_commit, machine_description
-from crystalgen.crystal import Crystal
 from crystalgen.data import load_protocol
 from crystalgen.data.protocols import DataProtocol
 from crystalgen.errors import CrystalgenInputError
-from crystalgen.generators import Generator, Target, load_model
+from crystalgen.generators import Generator, load_model
 from crystalgen.generators.checkpoint import CARD_FILE
 from crystalgen.generators.registry import resolve_checkpoint
 from crystalgen.reports.document import Preformatted, Section, Table, Text
-
-#: Targets per ``Generator.sample`` call; also how often sampled output is committed to disk.
-SAMPLE_BATCH = 64
+from crystalgen.runs import RunDir, git_commit, machine_description
 
 
 @dataclass
@@ -70,47 +62,6 @@ def load_benchmark_model(name: str, dataset: str, protocol: str | None, task: st
     if model.task not in (task, "both"):
         raise CrystalgenInputError(f"model {name!r} does {model.task!r}, not {task!r}")
     return BenchmarkModel(model.name, model, resolve_checkpoint(name), resolve_protocol(model, dataset, protocol))
-
-
-def progress_bar(console: Console | None = None) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), console=console or Console(stderr=True), transient=True,
-    )
-
-
-def sample_resumably(
-    model: Generator,
-    targets: Sequence[Target],
-    n: int,
-    seed: int,
-    writer: ResumableCsv,
-    rows_for: Callable[[int, Target, list[Crystal]], list[dict[str, Any]]],
-    label: str,
-    batch_size: int = SAMPLE_BATCH,
-) -> int:
-    """Sample ``n`` crystals per target, in batches, from ``writer.done`` on; return targets the model refused.
-
-    Batch ``b`` uses seed ``seed + first target index``, so a resumed run draws what an
-    uninterrupted one would have. A target the model refuses (e.g. too many atoms) gets no rows.
-    """
-    refused = 0
-    with progress_bar() as progress:
-        task = progress.add_task(label, total=len(targets), completed=writer.done)
-        for start in range(writer.done, len(targets), batch_size):
-            batch = list(range(start, min(start + batch_size, len(targets))))
-            accepted = []
-            for index in batch:
-                try:
-                    model.check_target(targets[index])
-                    accepted.append(index)
-                except CrystalgenInputError:
-                    refused += 1
-            samples = model.sample([targets[i] for i in accepted], n=n, seed=seed + start) if accepted else []
-            rows = [row for index, crystals in zip(accepted, samples) for row in rows_for(index, targets[index], crystals)]
-            writer.commit(rows, len(batch))
-            progress.advance(task, len(batch))
-    return refused
 
 
 # ---------------------------------------------------------------------------------- metadata

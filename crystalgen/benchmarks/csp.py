@@ -28,21 +28,21 @@ from crystalgen.benchmarks.common import (
     BenchmarkModel,
     load_benchmark_model,
     metadata_section,
-    progress_bar,
     run_metadata,
-    sample_resumably,
 )
-from crystalgen.benchmarks.rundir import RunDir, atomic_write_text, read_csv_rows
+from crystalgen.generators.sampling import refused_targets, sample_resumably
+from crystalgen.runs import RunDir, atomic_write_text, read_csv_rows
 from crystalgen.crystal import Crystal
 from crystalgen.data import load_split
 from crystalgen.data.loading import parse_cifs
 from crystalgen.generators import Target
-from crystalgen.generators.checkpoint import CARD_FILE, card_metrics, set_card_metrics
+from crystalgen.generators.checkpoint import CARD_FILE, card_metrics, set_card_metrics, set_card_section
 from crystalgen.generators.registry import list_models
 from crystalgen.metrics._pool import process_pool
 from crystalgen.metrics._util import json_float
 from crystalgen.metrics.csp import UNKNOWN_SYSTEM, CspConfig, CspMatrix, csp_rms_matrix
 from crystalgen.metrics.distribution import densities, num_elements, wasserstein
+from crystalgen.progress import progress_bar
 from crystalgen.reports import figures
 from crystalgen.reports.document import Figure, Report, Section, Table, Text, write_report
 from crystalgen.reports.published import SOURCE, published_csp
@@ -86,7 +86,8 @@ def predict(run: RunDir, bench: BenchmarkModel, test: list[Crystal], ids: list[s
     def rows_for(index: int, _target: Target, crystals: list[Crystal]) -> list[dict[str, Any]]:
         return [{"material_id": ids[index], "rank": rank, "cif": c.to_cif()} for rank, c in enumerate(crystals[:k])]
 
-    return sample_resumably(bench.model, targets, k, seed, writer, rows_for, f"predicting (k={k})")
+    sample_resumably(bench.model, targets, k, seed, writer, rows_for, f"predicting (k={k})")
+    return len(refused_targets(bench.model, targets))
 
 
 def read_predictions(path: Path, ids: list[str], k: int) -> list[list[str | None]]:
@@ -262,7 +263,30 @@ def _update_card(bench: BenchmarkModel, settings: CspBenchmarkSettings, metrics:
         values[rate_key] = round(entry["match_rate"], 6) if entry["match_rate"] is not None else None
         values[rmse_key] = round(entry["rmse"], 6) if entry["rmse"] is not None else None
     values[f"{settings.dataset}_csp_n"] = metrics["n"]
-    atomic_write_text(card_path, set_card_metrics(card, values))
+    card = set_card_metrics(card, values)
+    atomic_write_text(card_path, set_card_section(card, CARD_SECTION, _card_text(settings, metrics)))
+
+
+#: The card section ``--update-card`` (re)writes.
+CARD_SECTION = "Measured CSP metrics"
+
+
+def _card_text(settings: CspBenchmarkSettings, metrics: dict) -> str:
+    meta = metrics["metadata"]
+    machine = meta["machine"]
+    rows = [f"| {settings.dataset} | {meta['protocol']} ({metrics['split']}, n={entry['n']}) | {kk} | "
+            f"{_pct(entry['match_rate'])} | {_num(entry['rmse'])} |" for kk, entry in metrics["by_k"].items()]
+    wall = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in meta["wall_s"].items())
+    return "\n".join([
+        "| dataset | protocol (split, n) | k | match rate (%) | RMSE |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Measured with `crystalgen benchmark csp --model {settings.model} --dataset {settings.dataset} "
+        f"--k {settings.k} --update-card` (crystalgen {meta['crystalgen_version']}, commit "
+        f"{meta['started_commit'][:12]}). {metrics['counting']}. Wall time: {wall}, on {machine['cpu']} "
+        f"({machine['cores']} cores{', GPU ' + machine['gpu'] if machine.get('gpu') else ', no GPU'}).",
+    ])
 
 
 # ---------------------------------------------------------------------------------- report

@@ -18,9 +18,9 @@ from crystalgen.benchmarks.common import (
     load_benchmark_model,
     metadata_section,
     run_metadata,
-    sample_resumably,
 )
-from crystalgen.benchmarks.rundir import RunDir, atomic_write_text, read_csv_rows
+from crystalgen.generators.sampling import sample_resumably
+from crystalgen.runs import RunDir, atomic_write_text, read_csv_rows
 from crystalgen.crystal import Crystal
 from crystalgen.data.loading import parse_cifs
 from crystalgen.generators import Target

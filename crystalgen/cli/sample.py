@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import asdict
 from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import Progress
 
 from crystalgen.cli.data import data_dir_option
+from crystalgen.crystal import Crystal
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators import Target, list_models, load_model
+from crystalgen.generators.sampling import sample_resumably
 from crystalgen.representations.cell import space_group_number
+from crystalgen.runs import RunDir
 
+SAMPLES_FILE = "samples.csv"
 SAMPLE_COLUMNS = ("sample_id", "target", "formula", "spacegroup", "num_atoms", "cif")
 
 
@@ -35,7 +37,8 @@ def sample(model_name: str, compositions: tuple[str, ...], compositions_file: Pa
 
     Writes OUT/samples.csv (sample_id, target, formula, spacegroup, num_atoms, cif) and one CIF per
     structure in OUT/cifs/. Rows are appended as each target finishes; re-running the same
-    command skips targets already in samples.csv.
+    command resumes after the last finished target, and a different command into the same OUT
+    is refused.
 
     \b
     Example:
@@ -47,32 +50,27 @@ def sample(model_name: str, compositions: tuple[str, ...], compositions_file: Pa
         model.check_target(target)
     if not model.is_fitted:
         raise CrystalgenInputError(f"model {model_name!r} is an unfitted family; use a checkpoint (see `crystalgen models`)")
+    settings = {"model": model_name, "targets": [t.label for t in targets], "n": num_samples, "seed": seed}
+    run = RunDir(out, settings)
+    writer = run.csv_writer(SAMPLES_FILE, SAMPLE_COLUMNS)
     (out / "cifs").mkdir(parents=True, exist_ok=True)
-    csv_path = out / "samples.csv"
-    done = _done_targets(csv_path)
     console = Console(stderr=True, highlight=False)
-    with Progress(console=console, transient=True) as progress, open(csv_path, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, SAMPLE_COLUMNS)
-        if not done:
-            writer.writeheader()
-        task = progress.add_task("sampling", total=len(targets))
-        for index, target in enumerate(targets):
-            key = f"{index}:{target.label}"
-            if key in done:
-                progress.advance(task)
-                continue
-            crystals = model.sample([target], n=num_samples, seed=seed + index)[0]
-            for k, crystal in enumerate(crystals):
-                sample_id = f"t{index:04d}-{k:03d}"
-                cif = crystal.to_cif()
-                (out / "cifs" / f"{sample_id}.cif").write_text(cif)
-                writer.writerow({"sample_id": sample_id, "target": key, "formula": crystal.formula,
-                                 "spacegroup": space_group_number(crystal), "num_atoms": crystal.num_atoms, "cif": cif})
-            if not crystals:
-                console.print(f"no sample for {target.label}: the model has nothing to offer for it")
-            handle.flush()
-            progress.advance(task)
-    console.print(f"wrote {csv_path}")
+
+    def rows_for(index: int, target: Target, crystals: list[Crystal]) -> list[dict]:
+        if not crystals:
+            console.print(f"no sample for {target.label}: the model has nothing to offer for it")
+        rows = []
+        for k, crystal in enumerate(crystals):
+            sample_id = f"t{index:04d}-{k:03d}"
+            cif = crystal.to_cif()
+            (out / "cifs" / f"{sample_id}.cif").write_text(cif)
+            rows.append({"sample_id": sample_id, "target": target.label, "formula": crystal.formula,
+                         "spacegroup": space_group_number(crystal), "num_atoms": crystal.num_atoms, "cif": cif})
+        return rows
+
+    with run.timed("sample"):
+        sample_resumably(model, targets, num_samples, seed, writer, rows_for, "sampling", batch_size=1)
+    console.print(f"wrote {out / SAMPLES_FILE}")
 
 
 def _targets(compositions: tuple[str, ...], path: Path | None, spacegroup: str | None) -> list[Target]:
@@ -89,13 +87,6 @@ def _targets(compositions: tuple[str, ...], path: Path | None, spacegroup: str |
             raise click.UsageError("give --composition, --compositions-file and/or --spacegroup")
         lines = [(None, spacegroup)]
     return [Target.parse(formula, group) for formula, group in lines]
-
-
-def _done_targets(csv_path: Path) -> set[str]:
-    if not csv_path.is_file() or csv_path.stat().st_size == 0:
-        return set()
-    with open(csv_path, newline="") as handle:
-        return {row["target"] for row in csv.DictReader(handle)}
 
 
 @click.command()

@@ -151,7 +151,9 @@ def fetch_split(dataset: str, split: str, data_dir: str | os.PathLike | None = N
 
 
 def _download(url: str, label: str) -> bytes:
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    from rich.progress import BarColumn, DownloadColumn, TextColumn, TransferSpeedColumn
+
+    from crystalgen.progress import progress_bar
 
     try:
         response = urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S)
@@ -160,7 +162,7 @@ def _download(url: str, label: str) -> bytes:
     total = int(response.headers.get("Content-Length") or 0) or None
     chunks = []
     columns = (TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-    with response, Progress(*columns, transient=True) as progress:
+    with response, progress_bar(*columns) as progress:
         task = progress.add_task(label, total=total)
         for chunk in iter(lambda: response.read(DOWNLOAD_CHUNK_BYTES), b""):
             chunks.append(chunk)

@@ -20,6 +20,7 @@ from crystalgen.crystal import Crystal, crystals_from_arrays, crystals_to_arrays
 from crystalgen.data.files import DATA_DIR_ENV, fetch_split, find_split_file, sha256_file, split_file, user_cache_dir
 from crystalgen.data.registry import get_dataset
 from crystalgen.errors import CrystalgenInputError, DatasetError, StructureParseError
+from crystalgen.progress import progress_bar
 
 #: Bump when the cached layout or the parsing changes, so stale caches are ignored.
 CACHE_FORMAT_VERSION = 1
@@ -55,12 +56,10 @@ def _parse_cif_rows(cifs: list[str]) -> list[tuple[np.ndarray, np.ndarray, np.nd
 
 def parse_cifs(cifs: list[str], workers: int | None = None, label: str = "parsing CIFs") -> list:
     """Parse many CIF strings, in parallel when it pays off, with a progress bar."""
-    from rich.progress import Progress
-
     workers = workers or default_workers()
     chunks = [cifs[i : i + PARSE_CHUNK_SIZE] for i in range(0, len(cifs), PARSE_CHUNK_SIZE)]
     results: list = []
-    with Progress(transient=True) as progress:
+    with progress_bar() as progress:
         task = progress.add_task(label, total=len(cifs))
         if workers == 1 or len(cifs) < MIN_ROWS_FOR_POOL:
             mapped = map(_parse_cif_rows, chunks)

@@ -86,3 +86,16 @@ def set_card_metrics(card: str, metrics: dict[str, Any]) -> str:
     body = _FRONT_MATTER.sub("", card, count=1)
     front = yaml.safe_dump({"metrics": metrics}, sort_keys=True).strip()
     return f"---\n{front}\n---\n{body}"
+
+
+def set_card_section(card: str, title: str, body: str) -> str:
+    """Replace the body of the card's ``## title`` section (up to the next ``## ``), or append the section."""
+    heading = f"## {title}"
+    lines = card.rstrip("\n").split("\n")
+    try:
+        start = lines.index(heading)
+    except ValueError:
+        return f"{card.rstrip()}\n\n{heading}\n\n{body.strip()}\n"
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    new = lines[: start + 1] + ["", body.strip(), ""] + lines[end:]
+    return "\n".join(new).rstrip("\n") + "\n"

@@ -85,9 +85,9 @@ def _worker_pid(_: int) -> int:
 def progress_context(progress: Any, show_progress: bool) -> Any:
     """``progress`` itself if given; else a transient rich display (or nothing if not wanted)."""
     if progress is None and show_progress:
-        from rich.progress import Progress
+        from crystalgen.progress import progress_bar
 
-        return Progress(transient=True)
+        return progress_bar()
     return nullcontext(progress)
 
 

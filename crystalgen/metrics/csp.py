@@ -84,7 +84,7 @@ class CspResult:
             out[str(label)] = {
                 "n": int(mask.sum()),
                 "match_rate": float(self.matched[mask].mean()),
-                "rmse": finite_mean(self.rms[mask]),
+                "rmse": json_float(finite_mean(self.rms[mask])),
             }
         return out
 

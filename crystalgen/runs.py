@@ -1,6 +1,7 @@
-"""A benchmark's output folder: resumable CSV output, run settings, wall-time bookkeeping, metadata.
+"""Output folders of long jobs (sampling, benchmarks): resumable CSV output, run settings,
+wall-time bookkeeping, and a description of the machine and code that produced them.
 
-An interrupted benchmark loses nothing already computed. Predictions are appended to a CSV in
+An interrupted job loses nothing already computed. Predictions are appended to a CSV in
 blocks; after each block the CSV is flushed and ``progress.json`` records how many targets are
 finished and the CSV's length in bytes. On resume the CSV is cut back to that length (dropping a
 half-written block) and work continues with the next target. ``run.json`` keeps the settings the
@@ -119,7 +120,7 @@ def read_csv_rows(path: Path) -> list[dict[str, str]]:
 # ---------------------------------------------------------------------------------- metadata
 def git_commit() -> str:
     """The crystalgen checkout's commit (with ``-dirty`` if modified), or ``unknown``."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True

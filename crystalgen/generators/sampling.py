@@ -1,0 +1,53 @@
+"""Sampling many targets into a resumable CSV: the loop behind ``crystalgen sample`` and the benchmarks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from crystalgen.crystal import Crystal
+from crystalgen.errors import CrystalgenInputError
+from crystalgen.generators.base import Generator, Target
+from crystalgen.progress import progress_bar
+from crystalgen.runs import ResumableCsv
+
+#: Targets per ``Generator.sample`` call; also how often sampled output is committed to disk.
+SAMPLE_BATCH = 64
+
+
+def refused_targets(model: Generator, targets: Sequence[Target]) -> set[int]:
+    """Indices of the targets the model cannot serve (e.g. too many atoms); they get no samples."""
+    refused = set()
+    for index, target in enumerate(targets):
+        try:
+            model.check_target(target)
+        except CrystalgenInputError:
+            refused.add(index)
+    return refused
+
+
+def sample_resumably(
+    model: Generator,
+    targets: Sequence[Target],
+    n: int,
+    seed: int,
+    writer: ResumableCsv,
+    rows_for: Callable[[int, Target, list[Crystal]], list[dict[str, Any]]],
+    label: str,
+    batch_size: int = SAMPLE_BATCH,
+) -> None:
+    """Sample ``n`` crystals per target, in batches, from ``writer.done`` on.
+
+    Batch ``b`` uses seed ``seed + first target index``, so a resumed run draws what an
+    uninterrupted one would have. Targets in :func:`refused_targets` get no rows.
+    """
+    refused = refused_targets(model, targets)
+    with progress_bar() as progress:
+        task = progress.add_task(label, total=len(targets), completed=writer.done)
+        for start in range(writer.done, len(targets), batch_size):
+            batch = list(range(start, min(start + batch_size, len(targets))))
+            accepted = [index for index in batch if index not in refused]
+            samples = model.sample([targets[i] for i in accepted], n=n, seed=seed + start) if accepted else []
+            rows = [row for index, crystals in zip(accepted, samples) for row in rows_for(index, targets[index], crystals)]
+            writer.commit(rows, len(batch))
+            progress.advance(task, len(batch))
