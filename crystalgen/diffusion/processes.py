@@ -1,0 +1,155 @@
+"""Composable corruption processes: each knows how to noise clean data at time t in [0, 1], what a
+network should predict from the noisy data, and how to take one reverse step.
+
+Three processes cover crystals (composed in a generator, never knowing about crystals themselves):
+
+* :class:`TorusVE`: variance-exploding wrapped-normal noise on the flat torus (fractional
+  coordinates); the network predicts the wrapped-normal score; reverse steps are
+  predictor-corrector (annealed Langevin) as in DiffCSP, or a probability-flow ODE step.
+* :class:`EuclideanVP`: variance-preserving DDPM on R^d (lattice matrices); the network predicts
+  the noise; reverse steps are ancestral (stochastic) or DDIM (deterministic), which allows few steps.
+* :class:`AbsorbingDiscrete`: D3PM with an absorbing "mask" state (atom types); the network
+  predicts logits of the clean class; reverse steps unmask with the right probability.
+
+Time runs from t=0 (data) to t=1 (noise); a sampler walks a decreasing grid of times.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from crystalgen.diffusion.torus import (
+    geometric_sigmas,
+    minimum_image,
+    sample_wrapped_normal,
+    wrap,
+    wrapped_normal_score,
+    wrapped_normal_score_norm,
+)
+
+#: Offset of the cosine schedule (Nichol & Dhariwal), so alpha_bar does not vanish too fast near t=0.
+COSINE_OFFSET = 0.008
+#: Smallest alpha_bar reached at t=1, to keep the noise prediction well-posed.
+MIN_ALPHA_BAR = 1e-5
+
+
+def _randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    return torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+
+
+def _per_row(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Broadcast a per-row (N,) tensor against (N, ...) data."""
+    return values.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+# ---------------------------------------------------------------------------------- torus
+@dataclass(frozen=True)
+class TorusVE:
+    """Wrapped-normal diffusion on [0, 1)^d with geometric noise levels."""
+
+    sigma_min: float = 0.005
+    sigma_max: float = 0.5
+    #: Langevin step size factor of the corrector (DiffCSP's gamma).
+    corrector_step: float = 1e-5
+
+    def sigma(self, t: torch.Tensor) -> torch.Tensor:
+        return geometric_sigmas(self.sigma_min, self.sigma_max, t)
+
+    def prior(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
+              dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> torch.Tensor:
+        return torch.rand(shape, generator=generator, dtype=dtype, device=device)
+
+    def corrupt(self, x0: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(x_t, target score, loss weight)`` for per-row times ``t``; the weight normalises by E[score^2]."""
+        sigma = _per_row(self.sigma(t), x0)
+        xt = sample_wrapped_normal(x0, sigma, generator)
+        target = wrapped_normal_score(minimum_image(xt - x0), sigma.expand_as(x0))
+        weight = 1.0 / wrapped_normal_score_norm(self.sigma(t)).to(x0.dtype)
+        return xt, target, _per_row(weight, x0)
+
+    def reverse_step(self, xt: torch.Tensor, score: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
+                     generator: torch.Generator | None = None, stochastic: bool = True) -> torch.Tensor:
+        """From time t down to s < t (per row): ancestral VE step, or the probability-flow ODE step."""
+        var_t, var_s = _per_row(self.sigma(t), xt) ** 2, _per_row(self.sigma(s), xt) ** 2
+        if not stochastic:
+            return wrap(xt + 0.5 * (var_t - var_s) * score)
+        step = var_t - var_s
+        noise_scale = torch.sqrt(step * var_s / var_t)
+        return wrap(xt + step * score + noise_scale * _randn_like(xt, generator))
+
+    def corrector_step_(self, xt: torch.Tensor, score: torch.Tensor, s: torch.Tensor,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+        """One Langevin correction at noise level sigma(s), step size scaled as in DiffCSP."""
+        step = self.corrector_step * (_per_row(self.sigma(s), xt) / self.sigma_min) ** 2
+        return wrap(xt + step * score + torch.sqrt(2 * step) * _randn_like(xt, generator))
+
+
+# ---------------------------------------------------------------------------------- Euclidean
+@dataclass(frozen=True)
+class EuclideanVP:
+    """DDPM on R^d with the cosine schedule: x_t = sqrt(ab) x0 + sqrt(1 - ab) eps."""
+
+    def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
+        f = torch.cos((t + COSINE_OFFSET) / (1 + COSINE_OFFSET) * math.pi / 2) ** 2
+        f0 = math.cos(COSINE_OFFSET / (1 + COSINE_OFFSET) * math.pi / 2) ** 2
+        return (f / f0).clamp(min=MIN_ALPHA_BAR, max=1.0)
+
+    def prior(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
+              dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> torch.Tensor:
+        return torch.randn(shape, generator=generator, dtype=dtype, device=device)
+
+    def corrupt(self, x0: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x_t, eps)``: the noisy data and the noise the network should predict."""
+        ab = _per_row(self.alpha_bar(t), x0)
+        eps = _randn_like(x0, generator)
+        return ab.sqrt() * x0 + (1 - ab).sqrt() * eps, eps
+
+    def predict_x0(self, xt: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        ab = _per_row(self.alpha_bar(t), xt)
+        return (xt - (1 - ab).sqrt() * eps) / ab.sqrt()
+
+    def reverse_step(self, xt: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
+                     generator: torch.Generator | None = None, stochastic: bool = True) -> torch.Tensor:
+        """From t to s < t: the DDPM posterior draw, or the deterministic DDIM step."""
+        ab_t, ab_s = _per_row(self.alpha_bar(t), xt), _per_row(self.alpha_bar(s), xt)
+        x0 = self.predict_x0(xt, eps, t)
+        if not stochastic:
+            return ab_s.sqrt() * x0 + (1 - ab_s).sqrt() * eps
+        alpha = ab_t / ab_s  # of the jump from s to t
+        mean = (ab_s.sqrt() * (1 - alpha) * x0 + alpha.sqrt() * (1 - ab_s) * xt) / (1 - ab_t)
+        var = (1 - alpha) * (1 - ab_s) / (1 - ab_t)
+        return mean + var.clamp(min=0).sqrt() * _randn_like(xt, generator)
+
+
+# ---------------------------------------------------------------------------------- discrete
+@dataclass(frozen=True)
+class AbsorbingDiscrete:
+    """D3PM with an absorbing mask: at time t each token is masked with probability t."""
+
+    mask_token: int = 0
+
+    def prior(self, shape: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
+        return torch.full(shape, self.mask_token, dtype=torch.long, device=device)
+
+    def corrupt(self, x0: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x_t, masked)``: tokens masked with probability t (per row), and which were masked."""
+        u = torch.rand(x0.shape, generator=generator, device=x0.device)
+        masked = u < t.to(u.dtype)
+        return torch.where(masked, torch.full_like(x0, self.mask_token), x0), masked
+
+    def reverse_step(self, xt: torch.Tensor, logits: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+        """Unmask each masked token with probability (t - s) / t, drawing its class from the logits."""
+        logits = logits.clone()
+        logits[:, self.mask_token] = -math.inf
+        probs = torch.softmax(logits.float(), dim=-1)
+        drawn = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        u = torch.rand(xt.shape, generator=generator, device=xt.device)
+        unmask = (xt == self.mask_token) & (u < ((t - s) / t.clamp(min=1e-12)).to(u.dtype))
+        return torch.where(unmask, drawn, xt)
