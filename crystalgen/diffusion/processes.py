@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
@@ -34,6 +35,16 @@ from crystalgen.diffusion.torus import (
 COSINE_OFFSET = 0.008
 #: Smallest alpha_bar reached at t=1, to keep the noise prediction well-posed.
 MIN_ALPHA_BAR = 1e-5
+
+
+#: Points of the time grid on which TorusVE tabulates E[score^2].
+SCORE_NORM_TABLE_SIZE = 2001
+
+
+@lru_cache(maxsize=4)
+def _score_norm_table(sigma_min: float, sigma_max: float) -> torch.Tensor:
+    t = torch.linspace(0.0, 1.0, SCORE_NORM_TABLE_SIZE, dtype=torch.float64)
+    return wrapped_normal_score_norm(geometric_sigmas(sigma_min, sigma_max, t))
 
 
 def _randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -68,8 +79,17 @@ class TorusVE:
         sigma = _per_row(self.sigma(t), x0)
         xt = sample_wrapped_normal(x0, sigma, generator)
         target = wrapped_normal_score(minimum_image(xt - x0), sigma.expand_as(x0))
-        weight = 1.0 / wrapped_normal_score_norm(self.sigma(t)).to(x0.dtype)
+        weight = 1.0 / self.score_norm(t).to(x0.dtype)
         return xt, target, _per_row(weight, x0)
+
+    def score_norm(self, t: torch.Tensor) -> torch.Tensor:
+        """E[score^2] at sigma(t), interpolated from a table built once (the quadrature is costly per batch)."""
+        table = _score_norm_table(self.sigma_min, self.sigma_max)
+        position = t.detach().double().cpu().clamp(0, 1) * (SCORE_NORM_TABLE_SIZE - 1)
+        low = position.floor().long().clamp(max=SCORE_NORM_TABLE_SIZE - 2)
+        frac = position - low
+        log_norm = (1 - frac) * table[low].log() + frac * table[low + 1].log()
+        return log_norm.exp().to(t.device)
 
     def reverse_step(self, xt: torch.Tensor, score: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
                      generator: torch.Generator | None = None, stochastic: bool = True) -> torch.Tensor:

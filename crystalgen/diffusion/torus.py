@@ -16,6 +16,8 @@ import torch
 WRAP_IMAGES = 3
 #: Grid points per unit for the numerical expectation in :func:`wrapped_normal_score_norm`.
 NORM_GRID = 4096
+#: Noise levels per block of that quadrature.
+NORM_CHUNK = 64
 
 
 def wrap(x: torch.Tensor) -> torch.Tensor:
@@ -42,12 +44,16 @@ def wrapped_normal_score(d: torch.Tensor, sigma: torch.Tensor | float, images: i
 def wrapped_normal_score_norm(sigma: torch.Tensor) -> torch.Tensor:
     """E[score^2] per coordinate under the wrapped normal, for loss weighting (deterministic quadrature)."""
     grid = (torch.arange(NORM_GRID, dtype=torch.float64) + 0.5) / NORM_GRID - 0.5  # midpoints of [-0.5, 0.5)
-    sigma = sigma.to(torch.float64).reshape(-1, 1)
     shifts = torch.arange(-WRAP_IMAGES, WRAP_IMAGES + 1, dtype=torch.float64)
-    density = torch.exp(-(grid.unsqueeze(-1) + shifts).square().unsqueeze(0) / (2 * sigma.unsqueeze(-1).square())).sum(-1)
-    density = density / density.sum(dim=1, keepdim=True)
-    score = wrapped_normal_score(grid.expand(len(sigma), -1), sigma.expand(-1, NORM_GRID))
-    return (density * score.square()).sum(dim=1)
+    offsets = (grid.unsqueeze(-1) + shifts).square()  # (G, 2K+1)
+    out = []
+    for chunk in sigma.to(torch.float64).reshape(-1).split(NORM_CHUNK):  # bounds memory, not a hot path
+        sig = chunk.reshape(-1, 1)
+        density = torch.exp(-offsets.unsqueeze(0) / (2 * sig.unsqueeze(-1).square())).sum(-1)
+        density = density / density.sum(dim=1, keepdim=True)
+        score = wrapped_normal_score(grid.expand(len(sig), -1), sig.expand(-1, NORM_GRID))
+        out.append((density * score.square()).sum(dim=1))
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
 def sample_wrapped_normal(x0: torch.Tensor, sigma: torch.Tensor | float, generator: torch.Generator | None = None
