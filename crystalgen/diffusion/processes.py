@@ -89,7 +89,7 @@ class TorusVE:
         low = position.floor().long().clamp(max=SCORE_NORM_TABLE_SIZE - 2)
         frac = position - low
         log_norm = (1 - frac) * table[low].log() + frac * table[low + 1].log()
-        return log_norm.exp().to(t.device)
+        return log_norm.exp().to(device=t.device, dtype=t.dtype if t.is_floating_point() else torch.float32)
 
     def reverse_step(self, xt: torch.Tensor, score: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
                      generator: torch.Generator | None = None, stochastic: bool = True) -> torch.Tensor:
@@ -111,7 +111,13 @@ class TorusVE:
 # ---------------------------------------------------------------------------------- Euclidean
 @dataclass(frozen=True)
 class EuclideanVP:
-    """DDPM on R^d with the cosine schedule: x_t = sqrt(ab) x0 + sqrt(1 - ab) eps."""
+    """DDPM on R^d with the cosine schedule: x_t = sqrt(ab) x0 + sqrt(1 - ab) eps.
+
+    ``x0_clip`` bounds the predicted clean data in reverse steps (the usual DDPM clipping);
+    the noise is then recomputed from it so that both stay consistent.
+    """
+
+    x0_clip: float | None = None
 
     def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
         f = torch.cos((t + COSINE_OFFSET) / (1 + COSINE_OFFSET) * math.pi / 2) ** 2
@@ -138,6 +144,9 @@ class EuclideanVP:
         """From t to s < t: the DDPM posterior draw, or the deterministic DDIM step."""
         ab_t, ab_s = _per_row(self.alpha_bar(t), xt), _per_row(self.alpha_bar(s), xt)
         x0 = self.predict_x0(xt, eps, t)
+        if self.x0_clip is not None:
+            x0 = x0.clamp(-self.x0_clip, self.x0_clip)
+            eps = (xt - ab_t.sqrt() * x0) / (1 - ab_t).sqrt()
         if not stochastic:
             return ab_s.sqrt() * x0 + (1 - ab_s).sqrt() * eps
         alpha = ab_t / ab_s  # of the jump from s to t

@@ -32,14 +32,18 @@ class DenoiserConfig:
     layers: int = 4
     fourier_frequencies: int = 32
     time_dim: int = 128
-    num_types: int = MAX_Z + 1  # outputs of the type head (logits over atomic numbers 0..MAX_Z)
+    num_types: int = MAX_Z + 1  # outputs of the type head (logits over atomic numbers 0..MAX_Z); 0: no head
+    equivariant_lattice: bool = True  # the A L lattice head; off when a model predicts an invariant instead
+    #: Width of optional per-crystal input features (must be invariant, e.g. a noisy log-polar lattice).
+    crystal_features: int = 0
 
 
 @dataclass
 class DenoiserOutput:
     frac_score: torch.Tensor  # (N, 3): per-atom output on the torus (e.g. a score or velocity)
-    lattice: torch.Tensor  # (B, 3, 3): A L, equivariant under L -> L Q^T
-    type_logits: torch.Tensor  # (N, num_types)
+    lattice: torch.Tensor | None  # (B, 3, 3): A L, equivariant under L -> L Q^T (None if switched off)
+    type_logits: torch.Tensor | None  # (N, num_types) (None without a type head)
+    pooled: torch.Tensor  # (B, hidden): invariant per-crystal features, for extra per-cell heads
 
 
 def _mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
@@ -70,17 +74,19 @@ class PeriodicDenoiser(nn.Module):
         self.config = config
         self.type_embedding = nn.Embedding(MAX_Z + 1, config.hidden)
         self.time_embedding = SinusoidalEmbedding(config.time_dim)
-        self.input = nn.Linear(config.hidden + config.time_dim, config.hidden)
+        self.input = nn.Linear(config.hidden + config.time_dim + config.crystal_features, config.hidden)
         self.fourier = PeriodicFourierFeatures(config.fourier_frequencies)
         self.layers = nn.ModuleList(MessageLayer(config.hidden, self.fourier.out_features)
                                     for _ in range(config.layers))
         self.out_norm = nn.LayerNorm(config.hidden)
         self.frac_head = nn.Linear(config.hidden, 3, bias=False)
-        self.lattice_head = nn.Linear(config.hidden, 9, bias=False)
-        self.type_head = nn.Linear(config.hidden, config.num_types)
+        # Heads a model does not use are not built, so every parameter gets a gradient (DDP needs that).
+        self.lattice_head = nn.Linear(config.hidden, 9, bias=False) if config.equivariant_lattice else None
+        self.type_head = nn.Linear(config.hidden, config.num_types) if config.num_types else None
 
     def forward(self, atom_types: torch.Tensor, frac_coords: torch.Tensor, lattices: torch.Tensor,
-                num_atoms: torch.Tensor, t: torch.Tensor) -> DenoiserOutput:
+                num_atoms: torch.Tensor, t: torch.Tensor, crystal_features: torch.Tensor | None = None
+                ) -> DenoiserOutput:
         """
         Args:
             atom_types: (N,) integers in [0, MAX_Z].
@@ -88,10 +94,13 @@ class PeriodicDenoiser(nn.Module):
             lattices: (B, 3, 3) row-vector lattices.
             num_atoms: (B,) atoms per crystal, atoms laid out crystal after crystal.
             t: (B,) diffusion time per crystal.
+            crystal_features: (B, config.crystal_features) invariant per-crystal inputs, if configured.
         """
         crystal_index = torch.repeat_interleave(torch.arange(len(num_atoms), device=num_atoms.device), num_atoms)
-        time = self.time_embedding(t)[crystal_index]
-        h = self.input(torch.cat([self.type_embedding(atom_types), time], dim=1))
+        per_crystal = self.time_embedding(t)
+        if self.config.crystal_features:
+            per_crystal = torch.cat([per_crystal, crystal_features.to(per_crystal.dtype)], dim=1)
+        h = self.input(torch.cat([self.type_embedding(atom_types), per_crystal[crystal_index]], dim=1))
         src, dst = fully_connected_edges(num_atoms)
         edge_lattice = lattice_invariants(lattices)[crystal_index[src]]
         edge_fourier = self.fourier(frac_coords[dst] - frac_coords[src])
@@ -99,5 +108,6 @@ class PeriodicDenoiser(nn.Module):
             h = layer(h, src, dst, edge_lattice, edge_fourier)
         h = self.out_norm(h)
         pooled = segment_mean(h, crystal_index, len(num_atoms))
-        mixing = self.lattice_head(pooled).view(-1, 3, 3)
-        return DenoiserOutput(self.frac_head(h), mixing @ lattices, self.type_head(h))
+        lattice = self.lattice_head(pooled).view(-1, 3, 3) @ lattices if self.lattice_head is not None else None
+        logits = self.type_head(h) if self.type_head is not None else None
+        return DenoiserOutput(self.frac_head(h), lattice, logits, pooled)
