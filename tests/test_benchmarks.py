@@ -186,7 +186,7 @@ def test_csp_report_files(csp_run):
         assert head.stdout.strip() in md and head.stdout.strip() in page
     assert f"{os.cpu_count()} cores" in md and f"Python {platform.python_version()}" in md
     assert "A test model." in md  # the card, verbatim
-    assert "**Match rate 50.00%** (2 of 4)" in md
+    assert "**k=1: match rate 50.00%** (2 of 4)" in md
     # Markdown links each figure, which write_report saved.
     figure_names = re.findall(r"\]\(figures/([\w-]+)\.png\)", md)
     assert {"rmse_histogram", "density"} <= set(figure_names)

@@ -44,7 +44,7 @@ from crystalgen.metrics.csp import UNKNOWN_SYSTEM, CspConfig, CspMatrix, csp_rms
 from crystalgen.metrics.distribution import densities, num_elements, wasserstein
 from crystalgen.progress import progress_bar
 from crystalgen.reports import figures
-from crystalgen.reports.document import Figure, Report, Section, Table, Text, write_report
+from crystalgen.reports.document import Figure, Report, Section, Table, Text, number, percent, write_report
 from crystalgen.reports.published import SOURCE, published_csp
 
 PREDICTIONS_FILE, SCORES_FILE, METRICS_FILE, PER_STRUCTURE_FILE = (
@@ -275,7 +275,7 @@ def _card_text(settings: CspBenchmarkSettings, metrics: dict) -> str:
     meta = metrics["metadata"]
     machine = meta["machine"]
     rows = [f"| {settings.dataset} | {meta['protocol']} ({metrics['split']}, n={entry['n']}) | {kk} | "
-            f"{_pct(entry['match_rate'])} | {_num(entry['rmse'])} |" for kk, entry in metrics["by_k"].items()]
+            f"{percent(entry['match_rate'])} | {number(entry['rmse'])} |" for kk, entry in metrics["by_k"].items()]
     wall = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in meta["wall_s"].items())
     return "\n".join([
         "| dataset | protocol (split, n) | k | match rate (%) | RMSE |",
@@ -290,14 +290,6 @@ def _card_text(settings: CspBenchmarkSettings, metrics: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------- report
-def _pct(x: float | None) -> str:
-    return "—" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{100 * x:.2f}"
-
-
-def _num(x: float | None) -> str:
-    return "—" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.4f}"
-
-
 def template_baseline_rows(dataset: str, exclude: str | None) -> list[list[str]]:
     """Rows for the shipped template checkpoint(s) of this dataset, from their cards' measured figures."""
     rows = []
@@ -310,7 +302,7 @@ def template_baseline_rows(dataset: str, exclude: str | None) -> list[list[str]]
             if info.metrics.get(rate_key) is not None:
                 found = True
                 rows.append([f"template baseline ({info.name})", info.protocol or "", str(kk),
-                             _pct(info.metrics[rate_key]), _num(info.metrics.get(rmse_key)),
+                             percent(info.metrics[rate_key]), number(info.metrics.get(rmse_key)),
                              f"from its card, n={info.metrics.get(f'{dataset}_csp_n', '?')}"])
         if not found:
             rows.append([f"template baseline ({info.name})", info.protocol or "", "—", "not measured", "—",
@@ -327,9 +319,10 @@ def build_csp_report(bench: BenchmarkModel, settings: CspBenchmarkSettings, metr
     scope = (f"the full `{bench.protocol.test}` split of {dataset} ({head.n} structures)" if metrics["full_split"]
              else f"the first {head.n} of {metrics['split_size']} structures of the `{bench.protocol.test}` split "
                   f"of {dataset} (--limit; not comparable with full-split figures)")
+    headline = "; ".join(f"**k={kk}: match rate {percent(r.match_rate)}%** ({r.n_matched} of {r.n}), **RMSE {number(r.rmse)}**"
+                         for kk, r in sorted(results.items()))
     summary = [
-        f"**Match rate {_pct(head.match_rate)}%** ({head.n_matched} of {head.n}) and **RMSE {_num(head.rmse)}** at "
-        f"k={k}, model `{bench.name}`, on {scope}.",
+        f"{headline}. Model `{bench.name}`, on {scope}.",
         "",
         f"- Evaluation protocol: `{bench.protocol.name}` ({bench.protocol.describe()}).",
         f"- Model trained on: `{bench.model.protocol or 'unknown'}`"
@@ -340,17 +333,16 @@ def build_csp_report(bench: BenchmarkModel, settings: CspBenchmarkSettings, metr
         f"{metrics['first_proposal_unparsable']}.",
     ]
     if k > 1:
-        one = results[1]
-        summary.append(f"- At k=1 (first proposal of each): match rate {_pct(one.match_rate)}%, RMSE {_num(one.rmse)}.")
+        summary.append(f"- k=1 scores the first of the {k} proposals of each test structure; k={k} the best of all.")
     if reduced:
         summary.append(f"- crystalgen's rows use the `{bench.protocol.name}` protocol, which trains on less data than "
                        "the published models (full training split); the published figures are not like for like.")
 
-    rows = [[f"crystalgen: {bench.name} (this run)", bench.protocol.name, str(kk), _pct(r.match_rate), _num(r.rmse),
+    rows = [[f"crystalgen: {bench.name} (this run)", bench.protocol.name, str(kk), percent(r.match_rate), number(r.rmse),
              f"n={r.n}"] for kk, r in sorted(results.items())]
     if bench.model.family != "template":
         rows += template_baseline_rows(dataset, exclude=bench.name)
-    rows += [[f"{p.model} (published)", f"{dataset} full train", str(p.k), f"{p.match_rate:.2f}", _num(p.rmse),
+    rows += [[f"{p.model} (published)", f"{dataset} full train", str(p.k), f"{p.match_rate:.2f}", number(p.rmse),
               p.note] for p in published_csp(dataset)]
     table = Table(["model", "training data / protocol", "k", "match rate (%)", "RMSE", "note"], rows,
                   caption=f"CSP on {dataset}. Published rows: {SOURCE}.")
@@ -369,7 +361,7 @@ def build_csp_report(bench: BenchmarkModel, settings: CspBenchmarkSettings, metr
         order = [s for s in CRYSTAL_SYSTEMS if s in breakdowns[k]] if by == "crystal_system" else None
         labels = order if order is not None else list(breakdowns[k])
         table_rows = [[lab, str(breakdowns[k][lab]["n"])]
-                      + [f"{_pct(breakdowns[kk][lab]['match_rate'])} / {_num(breakdowns[kk][lab]['rmse'])}"
+                      + [f"{percent(breakdowns[kk][lab]['match_rate'])} / {number(breakdowns[kk][lab]['rmse'])}"
                          for kk in sorted(results)] for lab in labels]
         sections.append(Section(title, [
             Figure(f"match_rate_by_{by}", figures.rate_by_group(breakdowns, label, order), f"{title} ({label})."),
@@ -378,7 +370,7 @@ def build_csp_report(bench: BenchmarkModel, settings: CspBenchmarkSettings, metr
     valid_first = [c for c in first_proposals if c is not None]
     sections.append(Section("Distributions against the test set", [
         Text(f"First proposal of each test structure ({len(valid_first)} parsed) against the test structures. "
-             f"Wasserstein distance of densities: {_num(metrics['d_rho_first_proposal'])} g/cm³. In CSP the "
+             f"Wasserstein distance of densities: {number(metrics['d_rho_first_proposal'])} g/cm³. In CSP the "
              "composition is given, so the element counts agree by construction; a mismatch would flag a bug."),
         Figure("density", figures.compare_histogram(densities(test), densities(valid_first), "density (g/cm³)",
                                                     "test", "first proposals"), "Density."),

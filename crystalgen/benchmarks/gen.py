@@ -27,7 +27,7 @@ from crystalgen.generators import Target
 from crystalgen.metrics import GenResult, evaluate_generation
 from crystalgen.metrics.distribution import densities, num_elements
 from crystalgen.reports import figures
-from crystalgen.reports.document import Figure, Report, Section, Table, Text, write_report
+from crystalgen.reports.document import Figure, Report, Section, Table, Text, MISSING, number, percent, write_report
 from crystalgen.reports.published import SOURCE, published_gen
 
 SAMPLES_FILE, METRICS_FILE = "samples.csv", "metrics.json"
@@ -96,14 +96,6 @@ def run_gen_benchmark(settings: GenBenchmarkSettings, out: str | os.PathLike, da
 
 
 # ---------------------------------------------------------------------------------- report
-def _pct(x: float | None) -> str:
-    return "—" if x is None else f"{100 * x:.2f}"
-
-
-def _num(x: float | None) -> str:
-    return "—" if x is None else f"{x:.4f}"
-
-
 def build_gen_report(bench: BenchmarkModel, settings: GenBenchmarkSettings, metrics: dict, result: GenResult,
                      samples: list[Crystal], test: list[Crystal]) -> Report:
     dataset = settings.dataset
@@ -125,11 +117,12 @@ def build_gen_report(bench: BenchmarkModel, settings: GenBenchmarkSettings, metr
     if bench.model.family == "template":
         notes.append("- The template family generates from scratch by returning random training structures: a "
                      "memorisation reference (novelty 0 by construction), not a generative model.")
-    rows = [["crystalgen: " + bench.name + " (this run)", _pct(result.struct_validity), _pct(result.comp_validity),
-             _pct(result.cov_recall), _pct(result.cov_precision), _num(result.d_rho), _num(result.d_prop),
-             _num(result.d_elem), _pct(result.uniqueness), _pct(result.novelty)]]
-    rows += [[f"{p.model} (published)", f"{p.struct_validity:.2f}", "—" if p.comp_validity is None else f"{p.comp_validity:.2f}", f"{p.cov_recall:.2f}", f"{p.cov_precision:.2f}", f"{p.d_rho:.4f}",
-              f"{p.d_prop:.4f}", _num(p.d_elem), "—", "—"] for p in published_gen(dataset)]
+    rows = [["crystalgen: " + bench.name + " (this run)", percent(result.struct_validity), percent(result.comp_validity),
+             percent(result.cov_recall), percent(result.cov_precision), number(result.d_rho), number(result.d_prop),
+             number(result.d_elem), percent(result.uniqueness), percent(result.novelty)]]
+    rows += [[f"{p.model} (published)", number(p.struct_validity, 2), number(p.comp_validity, 2),
+              number(p.cov_recall, 2), number(p.cov_precision, 2), number(p.d_rho), number(p.d_prop),
+              number(p.d_elem), MISSING, MISSING] for p in published_gen(dataset)]
     table = Table(["model", "struct. valid %", "comp. valid %", "COV-R %", "COV-P %", "d_rho", "d_E", "d_elem",
                    "unique %", "novel %"], rows, caption=f"Generation on {dataset}. Published rows: {SOURCE}.")
     timings = Table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in result.timings.items()])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,23 @@ class Section:
 class Report:
     title: str
     sections: list[Section] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------- numbers
+MISSING = "—"
+
+
+def _missing(x: float | None) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def percent(x: float | None) -> str:
+    """A fraction as a percentage with two decimals; a dash when missing."""
+    return MISSING if _missing(x) else f"{100 * x:.2f}"
+
+
+def number(x: float | None, digits: int = 4) -> str:
+    return MISSING if _missing(x) else f"{x:.{digits}f}"
 
 
 # ---------------------------------------------------------------------------------- markdown
