@@ -18,6 +18,8 @@ from crystalgen.representations.cell import space_group_number
 from crystalgen.runs import RunDir
 
 SAMPLES_FILE = "samples.csv"
+#: Console width for ``models`` output that goes to a pipe or file.
+PIPED_WIDTH = 200
 SAMPLE_COLUMNS = ("sample_id", "target", "formula", "spacegroup", "num_atoms", "cif")
 
 
@@ -97,8 +99,14 @@ def models(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([asdict(i) for i in infos], indent=2))
         return
-    console = Console(highlight=False)
+    from rich.table import Table
+
+    table = Table("name", "family", "task", "dataset / protocol", "measured (card)", box=None, highlight=False)
     for info in infos:
-        metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.metrics.items())
-        where = f"{info.dataset}/{info.protocol}" if info.protocol else "unfitted family"
-        console.print(f"[bold]{info.name}[/bold]  family={info.family} task={info.task} {where}  {metrics}")
+        metrics = "\n".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.metrics.items())
+        where = f"{info.dataset} / {info.protocol}" if info.protocol else "unfitted family"
+        table.add_row(f"[bold]{info.name}[/bold]", info.family, info.task, where, metrics or "-")
+    console = Console(highlight=False)
+    if not console.is_terminal:  # piped: no terminal width to respect, so do not truncate
+        console = Console(highlight=False, width=PIPED_WIDTH)
+    console.print(table)
