@@ -8,9 +8,8 @@ pymatgen's Mendeleev numbers.
 
 from __future__ import annotations
 
-import json
-
 import csv
+import json
 import itertools
 import warnings
 from pathlib import Path
@@ -22,6 +21,7 @@ from conftest import assert_one_line_error, isolated_cache, make_perovskite, mak
 from crystalgen import Crystal
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators import Target, TemplateGenerator, load_model, save_model
+from crystalgen.generators.checkpoint import card_metrics
 from crystalgen.representations.cell import space_group_number
 
 #: Å^3 per atom of each element; every training cell's volume is the sum over its atoms.
@@ -372,3 +372,16 @@ def test_sample_srtio3_from_the_shipped_perov_5_template(data_dir, tmp_path, cap
     volumes = [c.volume for c in crystals]
     assert max(volumes) == pytest.approx(min(volumes), rel=1e-6)
     assert 40.0 < volumes[0] < 90.0  # SrTiO3 is 59.5 Å^3 per formula unit
+
+
+def test_models_lists_shipped_checkpoints_with_card_metrics(capsys):
+    result = run_main(["models", "--json"], capsys)
+    assert result.returncode == 0, result.stderr
+    entries = {entry["name"]: entry for entry in json.loads(result.stdout)}
+    assert {"template-perov_5", "template-mp_20", "template-carbon_24", "template"} <= set(entries)
+    perov = entries["template-perov_5"]
+    assert (perov["family"], perov["task"], perov["dataset"], perov["protocol"]) == ("template", "both", "perov_5", "perov_5")
+    card = (Path(perov["path"]) / "card.md").read_text()
+    assert perov["metrics"] == card_metrics(card)  # whatever the card's front matter measured, nothing else
+    table = run_main(["models"], capsys).stdout
+    assert all(name in table for name in entries)
