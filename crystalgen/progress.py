@@ -19,10 +19,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-def progress_bar(*columns: ProgressColumn | str, console: Console | None = None, **kwargs: Any) -> Progress:
-    """A transient ``rich`` progress display on stderr (disabled when stderr is not a terminal)."""
+def progress_bar(*columns: ProgressColumn | str, console: Console | None = None, enabled: bool = True,
+                 **kwargs: Any) -> Progress:
+    """A transient ``rich`` progress display on stderr (off when not ``enabled`` or not a terminal)."""
     console = console or Console(stderr=True)
     if not columns:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TimeRemainingColumn())
-    return Progress(*columns, console=console, transient=True, disable=not console.is_terminal, **kwargs)
+    return Progress(*columns, console=console, transient=True, disable=not (enabled and console.is_terminal),
+                    **kwargs)

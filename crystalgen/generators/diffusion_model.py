@@ -105,6 +105,10 @@ class CrystalDiffusion(nn.Module):
         out = self.denoiser(types, frac, self.decode_lattice(lattice_vec), num_atoms, t, lattice_vec)
         return out.frac_score, self.lattice_head(out.pooled), out.type_logits
 
+    def forward(self, batch: CrystalBatch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """The training losses (what :class:`~crystalgen.training.trainer.Trainer` calls)."""
+        return self.loss(batch, generator)
+
     def loss(self, batch: CrystalBatch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Denoising losses at random times; ``"loss"`` is their weighted sum."""
         num_atoms = batch.num_atoms

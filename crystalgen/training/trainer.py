@@ -1,0 +1,191 @@
+"""One training loop for every learned model: seeded batches, EMA, periodic atomic checkpoints,
+resume, a CSV metrics log, and DistributedDataParallel when launched by ``torchrun``.
+
+A model plugs in by returning its losses from ``forward(batch, generator)`` as a dict with a
+``"loss"`` entry (the other entries are logged); going through ``forward`` is what lets DDP
+average gradients. Batches are drawn from a per-epoch permutation of the
+training crystals seeded by (seed, epoch), so a resumed run sees exactly the batches an
+uninterrupted one would have; under DDP each rank takes every world_size-th crystal of it.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from crystalgen.batch import collate
+from crystalgen.crystal import Crystal
+from crystalgen.progress import progress_bar
+from crystalgen.training.state import (
+    STATE_FILE,
+    load_optimizer_tensors,
+    load_training_state,
+    optimizer_tensors,
+    save_training_state,
+)
+
+LOG_FILE = "metrics.csv"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 10_000
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    seed: int = 0
+    checkpoint_every_s: float = 300.0
+    log_every: int = 50
+
+
+@dataclass
+class DistributedContext:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_environment(cls) -> "DistributedContext":
+        """Join the process group ``torchrun`` set up (gloo on CPU, NCCL on GPU); a single process otherwise."""
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if world_size <= 1:
+            return cls()
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return cls(dist.get_rank(), world_size)
+
+
+class EMA:
+    """Exponential moving average of a model's parameters (and a copy of its buffers)."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for name, value in model.state_dict().items():
+            if value.is_floating_point():
+                self.shadow[name].lerp_(value.detach(), 1 - self.decay)
+            else:
+                self.shadow[name].copy_(value)
+
+
+class Trainer:
+    def __init__(self, model: nn.Module, train: Sequence[Crystal], config: TrainConfig, out: str | os.PathLike,
+                 context: DistributedContext | None = None):
+        self.model, self.train, self.config, self.out = model, list(train), config, Path(out)
+        self.context = context or DistributedContext()
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.ema = EMA(model, config.ema_decay)
+        self.step = 0
+        self.generator = torch.Generator().manual_seed(config.seed + 1000 * self.context.rank)
+        self.wrapped: nn.Module = model
+        if self.context.world_size > 1:
+            self.wrapped = nn.parallel.DistributedDataParallel(model)
+
+    # ------------------------------------------------------------------ batches
+    def batch_indices(self, step: int) -> list[int]:
+        """Indices of this rank's batch at ``step``: a slice of the seeded permutation of its epoch."""
+        per_epoch = max(1, len(self.train) // (self.config.batch_size * self.context.world_size))
+        epoch, position = divmod(step, per_epoch)
+        order = torch.randperm(len(self.train), generator=torch.Generator().manual_seed(self.config.seed * 100_003 + epoch))
+        global_batch = self.config.batch_size * self.context.world_size
+        chunk = order[position * global_batch:(position + 1) * global_batch]
+        return chunk[self.context.rank::self.context.world_size].tolist()
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def state_path(self) -> Path:
+        return self.out / STATE_FILE
+
+    def save(self) -> None:
+        if not self.context.is_main:
+            return
+        optim_tensors, optim_scalars = optimizer_tensors(self.optimizer)
+        tensors = {
+            **{f"model.{k}": v for k, v in self.model.state_dict().items()},
+            **{f"ema.{k}": v for k, v in self.ema.shadow.items()},
+            **optim_tensors,
+            "rng": self.generator.get_state(),
+        }
+        save_training_state(self.state_path, tensors, {"step": self.step, "optimizer": optim_scalars,
+                                                       "config": asdict(self.config)})
+
+    def resume(self) -> bool:
+        """Load the last checkpoint if there is one; ``True`` if it did."""
+        if not self.state_path.is_file():
+            return False
+        tensors, metadata = load_training_state(self.state_path)
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        self.ema.shadow = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+        load_optimizer_tensors(self.optimizer, {k: v for k, v in tensors.items() if k.startswith("optim.")},
+                               metadata["optimizer"])
+        self.generator.set_state(tensors["rng"])
+        self.step = int(metadata["step"])
+        return True
+
+    # ------------------------------------------------------------------ loop
+    def run(self, resume: bool = False) -> dict[str, float]:
+        """Train up to ``config.steps``; returns the last logged means."""
+        if resume:
+            self.resume()
+        self.out.mkdir(parents=True, exist_ok=True)
+        log_path = self.out / LOG_FILE
+        last_save = time.monotonic()
+        sums: dict[str, float] = {}
+        logged: dict[str, float] = {}
+        start_step, start_time = self.step, time.monotonic()
+        with progress_bar(enabled=self.context.is_main) as progress:
+            task = progress.add_task("training", total=self.config.steps, completed=self.step)
+            while self.step < self.config.steps:
+                batch = collate([self.train[i] for i in self.batch_indices(self.step)])
+                losses = self.wrapped(batch, self.generator)
+                self.optimizer.zero_grad(set_to_none=True)
+                losses["loss"].backward()
+                norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+                self.optimizer.step()
+                self.ema.update(self.model)
+                self.step += 1
+                for name, value in losses.items():
+                    sums[name] = sums.get(name, 0.0) + float(value.detach())
+                sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(norm)
+                if self.step % self.config.log_every == 0 or self.step == self.config.steps:
+                    count = self.config.log_every if self.step % self.config.log_every == 0 else \
+                        self.step % self.config.log_every
+                    logged = {k: v / count for k, v in sums.items()}
+                    rate = (self.step - start_step) * self.config.batch_size * self.context.world_size / max(
+                        time.monotonic() - start_time, 1e-9)
+                    self._log(log_path, {"step": self.step, **logged, "structures_per_s": rate})
+                    sums = {}
+                progress.advance(task)
+                if time.monotonic() - last_save > self.config.checkpoint_every_s:
+                    self.save()
+                    last_save = time.monotonic()
+        self.save()
+        return logged
+
+    def _log(self, path: Path, row: dict[str, float]) -> None:
+        if not self.context.is_main:
+            return
+        new = not path.is_file()
+        with open(path, "a", newline="") as handle:
+            writer = csv.DictWriter(handle, list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow({k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v) for k, v in row.items()})
