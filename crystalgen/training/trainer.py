@@ -149,6 +149,7 @@ class Trainer:
         log_path = self.out / LOG_FILE
         last_save = time.monotonic()
         sums: dict[str, float] = {}
+        accumulated = 0
         logged: dict[str, float] = {}
         start_step, start_time = self.step, time.monotonic()
         with progress_bar(enabled=self.context.is_main) as progress:
@@ -165,14 +166,13 @@ class Trainer:
                 for name, value in losses.items():
                     sums[name] = sums.get(name, 0.0) + float(value.detach())
                 sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(norm)
+                accumulated += 1
                 if self.step % self.config.log_every == 0 or self.step == self.config.steps:
-                    count = self.config.log_every if self.step % self.config.log_every == 0 else \
-                        self.step % self.config.log_every
-                    logged = {k: v / count for k, v in sums.items()}
+                    logged = {k: v / accumulated for k, v in sums.items()}
                     rate = (self.step - start_step) * self.config.batch_size * self.context.world_size / max(
                         time.monotonic() - start_time, 1e-9)
                     self._log(log_path, {"step": self.step, **logged, "structures_per_s": rate})
-                    sums = {}
+                    sums, accumulated = {}, 0
                 progress.advance(task)
                 if time.monotonic() - last_save > self.config.checkpoint_every_s:
                     self.save()
