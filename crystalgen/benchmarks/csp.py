@@ -30,11 +30,12 @@ from crystalgen.benchmarks.common import (
     metadata_section,
     run_metadata,
 )
-from crystalgen.generators.sampling import refused_targets, sample_resumably
+from crystalgen.generators.sampling import sample_resumably
 from crystalgen.runs import RunDir, atomic_write_text, read_csv_rows
 from crystalgen.crystal import Crystal
 from crystalgen.data import load_split
 from crystalgen.data.loading import parse_cifs
+from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators import Target
 from crystalgen.generators.checkpoint import CARD_FILE, card_metrics, set_card_metrics, set_card_section
 from crystalgen.generators.registry import list_models
@@ -86,8 +87,7 @@ def predict(run: RunDir, bench: BenchmarkModel, test: list[Crystal], ids: list[s
     def rows_for(index: int, _target: Target, crystals: list[Crystal]) -> list[dict[str, Any]]:
         return [{"material_id": ids[index], "rank": rank, "cif": c.to_cif()} for rank, c in enumerate(crystals[:k])]
 
-    sample_resumably(bench.model, targets, k, seed, writer, rows_for, f"predicting (k={k})")
-    return len(refused_targets(bench.model, targets))
+    return len(sample_resumably(bench.model, targets, k, seed, writer, rows_for, f"predicting (k={k})"))
 
 
 def read_predictions(path: Path, ids: list[str], k: int) -> list[list[str | None]]:
@@ -169,11 +169,10 @@ def run_csp_benchmark(settings: CspBenchmarkSettings, out: str | os.PathLike, da
         first = [p[0] for p in predictions]
         parsed = _parse_rank0(first)
         metrics = _metrics(run, bench, settings, results, predictions, refused, full_split, parsed, test)
-        atomic_write_text(run.path / METRICS_FILE, json.dumps(metrics, indent=2))
         _write_per_structure(run.path / PER_STRUCTURE_FILE, test, ids, results)
         report = build_csp_report(bench, settings, metrics, results, test, parsed)
         write_report(report, run.path)
-    metrics["metadata"]["wall_s"] = dict(run.wall_s)
+    metrics["metadata"]["wall_s"] = dict(run.wall_s)  # now including the report stage
     atomic_write_text(run.path / METRICS_FILE, json.dumps(metrics, indent=2))
     if update_card:
         _update_card(bench, settings, metrics, full_split)
@@ -249,8 +248,6 @@ def _write_per_structure(path: Path, test: list[Crystal], ids: list[str], result
 
 def _update_card(bench: BenchmarkModel, settings: CspBenchmarkSettings, metrics: dict, full_split: int) -> None:
     """Record full-split figures in the checkpoint card's front matter (never partial runs)."""
-    from crystalgen.errors import CrystalgenInputError
-
     if not metrics["full_split"]:
         raise CrystalgenInputError("--update-card needs a run on the full test split (no --limit)")
     if bench.checkpoint is None:

@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 
 from crystalgen.errors import CrystalgenInputError
+from crystalgen.runs import atomic_write_text
 
 WEIGHTS_FILE, CONFIG_FILE, CARD_FILE = "model.safetensors", "config.yaml", "card.md"
 _FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
@@ -45,15 +46,9 @@ def write_checkpoint(directory: str | os.PathLike, config: dict, tensors: dict[s
     tmp = directory / f".{WEIGHTS_FILE}.tmp"
     save_file(arrays, str(tmp))
     os.replace(tmp, directory / WEIGHTS_FILE)
-    _atomic_write(directory / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
-    _atomic_write(directory / CARD_FILE, card)
+    atomic_write_text(directory / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
+    atomic_write_text(directory / CARD_FILE, card)
     return directory
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def read_checkpoint(directory: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray], str]:

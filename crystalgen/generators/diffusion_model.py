@@ -14,7 +14,7 @@ Three variables are diffused at once, all at the same time t per crystal:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -22,7 +22,7 @@ from torch import nn
 from crystalgen.batch import CrystalBatch
 from crystalgen.diffusion.processes import AbsorbingDiscrete, EuclideanVP, TorusVE
 from crystalgen.diffusion.torus import minimum_image
-from crystalgen.nn.denoiser import MAX_Z, DenoiserConfig, PeriodicDenoiser
+from crystalgen.nn.denoiser import DenoiserConfig, PeriodicDenoiser
 from crystalgen.representations.lattice import lattice_to_log_polar, log_polar_to_lattice
 
 LATTICE_DIM = 6
@@ -43,15 +43,6 @@ class DiffusionConfig:
     sigma_max: float = 0.5
     lattice_loss_weight: float = 1.0
     type_loss_weight: float = 1.0
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "DiffusionConfig":
-        values = dict(values)
-        values["denoiser"] = DenoiserConfig(**values.get("denoiser", {}))
-        return cls(**values)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -184,4 +175,4 @@ class CrystalDiffusion(nn.Module):
         return SampledCells(types, minimum_image(frac) % 1.0, self.decode_lattice(lattice), num_atoms)
 
 
-__all__ = ["CrystalDiffusion", "DiffusionConfig", "MAX_Z", "SampledCells"]
+__all__ = ["CrystalDiffusion", "DiffusionConfig", "SampledCells"]

@@ -35,11 +35,12 @@ def sample_resumably(
     rows_for: Callable[[int, Target, list[Crystal]], list[dict[str, Any]]],
     label: str,
     batch_size: int = SAMPLE_BATCH,
-) -> None:
+) -> set[int]:
     """Sample ``n`` crystals per target, in batches, from ``writer.done`` on.
 
     Batch ``b`` uses seed ``seed + first target index``, so a resumed run draws what an
-    uninterrupted one would have. Targets in :func:`refused_targets` get no rows.
+    uninterrupted one would have. Targets in :func:`refused_targets` get no rows; their indices
+    (over all targets, not only this session's) are returned.
     """
     refused = refused_targets(model, targets)
     with progress_bar() as progress:
@@ -51,3 +52,4 @@ def sample_resumably(
             rows = [row for index, crystals in zip(accepted, samples) for row in rows_for(index, targets[index], crystals)]
             writer.commit(rows, len(batch))
             progress.advance(task, len(batch))
+    return refused
