@@ -36,7 +36,7 @@ from crystalgen.crystal import Crystal
 from crystalgen.data import load_split
 from crystalgen.data.loading import parse_cifs
 from crystalgen.errors import CrystalgenInputError
-from crystalgen.generators import Target
+from crystalgen.generators import Generator, Target
 from crystalgen.generators.checkpoint import CARD_FILE, card_metrics, set_card_metrics, set_card_section
 from crystalgen.generators.registry import list_models
 from crystalgen.metrics._pool import process_pool
@@ -68,6 +68,11 @@ class CspBenchmarkSettings:
     k: int = 1
     seed: int = 0
     require_smact: bool = False
+    #: Override of the model's sampler steps (diffusion models).
+    sampler_steps: int | None = None
+    #: Sampler steps at which a k=1 match-rate curve is measured on the first ``curve_limit`` structures.
+    steps_curve: tuple[int, ...] = ()
+    curve_limit: int | None = None
 
 
 def card_metric_keys(dataset: str, k: int) -> tuple[str, str]:
@@ -149,7 +154,12 @@ def run_csp_benchmark(settings: CspBenchmarkSettings, out: str | os.PathLike, da
     """Run (or resume) a CSP benchmark into ``out``; returns what ``metrics.json`` holds."""
     start = time.perf_counter()
     bench = load_benchmark_model(settings.model, settings.dataset, settings.protocol, "csp", data_dir)
-    run = RunDir(out, {**settings.__dict__, "protocol": bench.protocol.name})
+    if settings.sampler_steps is not None:
+        bench.model = with_sampler_steps(bench.model, settings.sampler_steps)
+    if settings.steps_curve:
+        with_sampler_steps(bench.model, settings.steps_curve[0])  # refuse before any work, not after
+    run = RunDir(out, {**settings.__dict__, "steps_curve": list(settings.steps_curve),
+                       "protocol": bench.protocol.name})
     test = load_split(settings.dataset, bench.protocol.test, data_dir)
     run.add_time("load", time.perf_counter() - start)
     full_split = len(test)
@@ -165,10 +175,12 @@ def run_csp_benchmark(settings: CspBenchmarkSettings, out: str | os.PathLike, da
         matrix = score(run, test, predictions, k, config, workers)
     ks = sorted({1, k})
     results = {kk: matrix.result(kk) for kk in ks}
+    curve = [_curve_point(settings, steps, Path(out), data_dir, workers) for steps in settings.steps_curve]
     with run.timed("report"):
         first = [p[0] for p in predictions]
         parsed = _parse_rank0(first)
         metrics = _metrics(run, bench, settings, results, predictions, refused, full_split, parsed, test)
+        metrics["steps_curve"] = curve
         _write_per_structure(run.path / PER_STRUCTURE_FILE, test, ids, results)
         report = build_csp_report(bench, settings, metrics, results, test, parsed)
         write_report(report, run.path)
@@ -177,6 +189,34 @@ def run_csp_benchmark(settings: CspBenchmarkSettings, out: str | os.PathLike, da
     if update_card:
         _update_card(bench, settings, metrics, full_split)
     return metrics
+
+
+def _sampler_description(model: Generator) -> str:
+    sampler = getattr(model, "sampler", None)
+    if sampler is None:
+        return "not applicable"
+    return ", ".join(f"{key}={value}" for key, value in sampler.__dict__.items())
+
+
+def with_sampler_steps(model: Generator, steps: int) -> Generator:
+    """The model sampling with ``steps`` reverse steps; refused for models without a step count."""
+    if not hasattr(model, "with_sampler"):
+        raise CrystalgenInputError(f"model {model.name!r} ({model.family}) has no sampler steps to set")
+    return model.with_sampler(steps=steps)
+
+
+#: Where the steps curve's sub-runs go inside a benchmark folder.
+STEPS_CURVE_DIR = "steps_curve"
+
+
+def _curve_point(settings: CspBenchmarkSettings, steps: int, out: Path, data_dir, workers) -> dict[str, Any]:
+    """A k=1 sub-benchmark at ``steps`` sampler steps (itself resumable) and its headline figures."""
+    sub = CspBenchmarkSettings(settings.model, settings.dataset, settings.protocol, settings.curve_limit, 1,
+                               settings.seed, settings.require_smact, sampler_steps=steps)
+    metrics = run_csp_benchmark(sub, out / STEPS_CURVE_DIR / f"steps-{steps}", data_dir, workers)
+    predict_s = metrics["metadata"]["wall_s"].get("predict", float("nan"))
+    return {"steps": steps, "n": metrics["n"], "match_rate": metrics["match_rate"], "rmse": metrics["rmse"],
+            "predict_s": predict_s, "structures_per_s": metrics["n"] / predict_s if predict_s else None}
 
 
 def _parse_rank0(cifs: list[str | None]) -> list[Crystal | None]:
@@ -223,6 +263,7 @@ def _metrics(run: RunDir, bench: BenchmarkModel, settings: CspBenchmarkSettings,
         ),
         "metadata": run_metadata(run, bench, {"settings": {
             "limit": settings.limit, "k": settings.k, "seed": settings.seed, "require_smact": settings.require_smact,
+            "sampler": _sampler_description(bench.model),
         }}),
     }
 
@@ -280,7 +321,8 @@ def _card_text(settings: CspBenchmarkSettings, metrics: dict) -> str:
         *rows,
         "",
         f"Measured with `crystalgen benchmark csp --model {settings.model} --dataset {settings.dataset} "
-        f"--k {settings.k} --update-card` (crystalgen {meta['crystalgen_version']}, commit "
+        f"--k {settings.k}{f' --sampler-steps {settings.sampler_steps}' if settings.sampler_steps else ''} "
+        f"--update-card` (crystalgen {meta['crystalgen_version']}, commit "
         f"{meta['started_commit'][:12]}). {metrics['counting']}. Wall time: {wall}, on {machine['cpu']} "
         f"({machine['cores']} cores{', GPU ' + machine['gpu'] if machine.get('gpu') else ', no GPU'}).",
     ])
@@ -364,6 +406,8 @@ def build_csp_report(bench: BenchmarkModel, settings: CspBenchmarkSettings, metr
             Figure(f"match_rate_by_{by}", figures.rate_by_group(breakdowns, label, order), f"{title} ({label})."),
             Table([label, "n", *[f"k={kk}: match % / RMSE" for kk in sorted(results)]], table_rows),
         ]))
+    if metrics.get("steps_curve"):
+        sections.append(_steps_curve_section(metrics["steps_curve"]))
     valid_first = [c for c in first_proposals if c is not None]
     sections.append(Section("Distributions against the test set", [
         Text(f"First proposal of each test structure ({len(valid_first)} parsed) against the test structures. "
@@ -377,3 +421,19 @@ def build_csp_report(bench: BenchmarkModel, settings: CspBenchmarkSettings, metr
     ]))
     sections.append(metadata_section(metrics["metadata"], bench.card))
     return Report(f"CSP benchmark: {bench.name} on {dataset} (k={k})", sections)
+
+
+def _steps_curve_section(curve: list[dict[str, Any]]) -> Section:
+    points = sorted(curve, key=lambda p: p["steps"])
+    rows = [[str(p["steps"]), str(p["n"]), percent(p["match_rate"]), number(p["rmse"]), f"{p['predict_s']:.1f}",
+             number(p["structures_per_s"], 1)] for p in points]
+    return Section("Match rate against sampler steps", [
+        Text(f"k=1 on the first {points[0]['n']} test structures for each number of reverse steps (the model's "
+             f"sampler otherwise unchanged); sub-runs in `{STEPS_CURVE_DIR}/`. Sampling time is this machine's, "
+             "model already loaded."),
+        Figure("steps_curve", figures.line_plot([p["steps"] for p in points],
+                                                [100 * (p["match_rate"] or 0.0) for p in points],
+                                                "sampler steps", "match rate (%), k=1", log_x=True),
+               "Match rate against sampler steps."),
+        Table(["steps", "n", "match rate (%)", "RMSE", "sampling wall (s)", "structures/s"], rows),
+    ])

@@ -41,11 +41,18 @@ def benchmark() -> None:
               help="Also count SMACT-invalid proposals as misses (what the published code does).")
 @click.option("--update-card", is_flag=True,
               help="Write the figures into the checkpoint's card.md (full test split only).")
+@click.option("--sampler-steps", type=click.IntRange(min=1), default=None,
+              help="Reverse-diffusion steps (diffusion models; default: the checkpoint's).")
+@click.option("--steps-curve", default="", metavar="N,N,...",
+              help="Also measure k=1 match rate at these sampler steps, e.g. 50,100,200,1000 (on --curve-limit structures).")
+@click.option("--curve-limit", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Test structures per point of --steps-curve.")
 @_out
 @_workers
 @data_dir_option
 def csp(model_name: str, dataset: str, protocol: str | None, k: int, limit: int | None, seed: int,
-        require_smact: bool, update_card: bool, out: Path, workers: int | None, data_dir: str | None) -> None:
+        require_smact: bool, update_card: bool, sampler_steps: int | None, steps_curve: str, curve_limit: int,
+        out: Path, workers: int | None, data_dir: str | None) -> None:
     """Crystal structure prediction: k proposals per test composition, scored by StructureMatcher.
 
     Writes OUT/predictions.csv (material_id, rank, cif), OUT/metrics.json (match_rate, rmse, n,
@@ -57,7 +64,9 @@ def csp(model_name: str, dataset: str, protocol: str | None, k: int, limit: int 
     """
     from crystalgen.benchmarks.csp import CspBenchmarkSettings, run_csp_benchmark
 
-    settings = CspBenchmarkSettings(model_name, dataset, protocol, limit, k, seed, require_smact)
+    curve = _int_list(steps_curve, "--steps-curve")
+    settings = CspBenchmarkSettings(model_name, dataset, protocol, limit, k, seed, require_smact, sampler_steps,
+                                    curve, curve_limit if curve else None)
     metrics = run_csp_benchmark(settings, out, data_dir, workers, update_card)
     lines = [f"k={kk}: match rate {_pct(e['match_rate'])}, RMSE {_fmt(e['rmse'])}, n={e['n']}"
              for kk, e in metrics["by_k"].items()]
@@ -87,6 +96,16 @@ def gen(model_name: str, dataset: str, protocol: str | None, num_samples: int, s
     names = ("struct_validity", "comp_validity", "cov_recall", "cov_precision", "uniqueness", "novelty")
     _finish(out, [", ".join(f"{n} {_pct(metrics[n])}" for n in names),
                   f"d_rho {_fmt(metrics['d_rho'])}, d_elem {_fmt(metrics['d_elem'])}"])
+
+
+def _int_list(text: str, option: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint=option) from None
+    if any(v < 1 for v in values):
+        raise click.BadParameter("steps must be at least 1", param_hint=option)
+    return values
 
 
 def _pct(x: float | None) -> str:

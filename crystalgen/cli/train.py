@@ -1,9 +1,15 @@
-"""``crystalgen train``: fit a generator from a model config and write a checkpoint folder."""
+"""``crystalgen train``: fit a generator from a model config; OUT becomes its checkpoint folder.
+
+Learned families also keep their resumable training state (``train_state.safetensors``) and
+training log (``metrics.csv``) in OUT, so ``--resume`` continues an interrupted run. For several
+processes, launch the same command under torchrun::
+
+    torchrun --standalone --nproc_per_node 2 -m crystalgen train --config ... --out runs/NAME
+"""
 
 from __future__ import annotations
 
-import os
-import platform
+import csv
 import time
 from pathlib import Path
 
@@ -15,41 +21,90 @@ from crystalgen.cli.data import data_dir_option
 from crystalgen.data import load_protocol
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators.registry import FAMILIES, save_model
+from crystalgen.runs import machine_description
+from crystalgen.training.state import STATE_FILE
+from crystalgen.training.trainer import LOG_FILE
+
+#: Rows of the training log reproduced in the card (evenly spaced, last row included).
+CARD_CURVE_ROWS = 12
+SECONDS_PER_MINUTE = 60.0
 
 
 @click.command()
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Model config, e.g. configs/models/template-perov_5.yaml.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Checkpoint folder to write.")
+              help="Model config, e.g. configs/models/diffusion-perov_5.yaml.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Run folder: training state, log and, at the end, the checkpoint.")
+@click.option("--resume", is_flag=True, help="Continue the training state in OUT.")
+@click.option("--time-limit", type=click.FloatRange(min=0.1), default=None,
+              help="Stop after this many minutes (state saved; continue with --resume).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch (default: all).")
 @data_dir_option
-def train(config_path: Path, out: Path, data_dir: str | None) -> None:
+def train(config_path: Path, out: Path, resume: bool, time_limit: float | None, threads: int | None,
+          data_dir: str | None) -> None:
     """Fit the model described by a config on its data protocol and save it to OUT."""
     if not config_path.is_file():
         raise CrystalgenInputError(f"file not found: {config_path}")
-    config = yaml.safe_load(config_path.read_text()) or {}
+    try:
+        config = yaml.safe_load(config_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise CrystalgenInputError(f"{config_path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(config, dict):
+        raise CrystalgenInputError(f"{config_path}: a model config is a YAML mapping (family, protocol, ...)")
     family = config.get("family")
     if family not in FAMILIES:
         raise CrystalgenInputError(f"{config_path}: unknown family {family!r}; families: {', '.join(FAMILIES)}")
     if "protocol" not in config:
         raise CrystalgenInputError(f"{config_path}: the config needs a 'protocol'")
+    if (out / STATE_FILE).is_file() and not resume:
+        raise CrystalgenInputError(f"{out} already holds a training run; pass --resume to continue it or pick another --out")
+    if resume and not (out / STATE_FILE).is_file():
+        raise CrystalgenInputError(f"--resume: no training state in {out}")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     protocol = load_protocol(config["protocol"])
     model = FAMILIES[family]({k: v for k, v in config.items() if k != "family"})
     start = time.perf_counter()
-    model.fit(protocol.name, data_dir)
+    if getattr(model, "learned", False):
+        model.fit(protocol.name, data_dir, run_dir=out, resume=resume,
+                  time_limit_s=time_limit * SECONDS_PER_MINUTE if time_limit else None)
+    else:
+        model.fit(protocol.name, data_dir)
     wall = time.perf_counter() - start
-    card = _card(model.name, family, protocol.describe(), wall, config_path)
-    save_model(model, out, card)
+    if not _is_main_process():
+        return
+    save_model(model, out, _card(model, family, protocol.describe(), wall, config_path, out))
+    summary = getattr(model, "training_summary", {})
+    if summary and not summary["finished"]:
+        click.echo(f"stopped at step {summary['steps']} of {model.train_config.steps}; "
+                   f"continue with: crystalgen train --config {config_path} --out {out} --resume", err=True)
     click.echo(f"wrote {out} ({wall:.1f} s)", err=True)
 
 
-def _card(name: str, family: str, protocol: str, wall_s: float, config_path: Path) -> str:
-    machine = f"{platform.machine()} CPU, {os.cpu_count()} cores, Python {platform.python_version()}"
-    return f"""# {name}
+def _is_main_process() -> bool:
+    import os
 
-- **Family:** {family}
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _machine() -> str:
+    info = machine_description()
+    gpu = f", GPU {info['gpu']}" if info.get("gpu") else ", no GPU"
+    return f"{info['cpu']} ({info['cores']} cores){gpu}; torch {info.get('torch')}, Python {info['python']}"
+
+
+def _card(model, family: str, protocol: str, wall_s: float, config_path: Path, out: Path) -> str:
+    header = f"""# {model.name}
+
+- **Family:** {family} (task: {model.task})
 - **Data protocol:** {protocol}
-- **Fitted with:** `crystalgen train --config {config_path.as_posix()}` (crystalgen {__version__})
-- **Fit wall time:** {wall_s:.1f} s on {machine} (includes parsing the training CIFs the first time)
+- **Trained with:** `crystalgen train --config {config_path.as_posix()}` (crystalgen {__version__})
+- **Machine:** {_machine()}
+"""
+    if not getattr(model, "learned", False):
+        return header + f"""- **Fit wall time:** {wall_s:.1f} s (includes parsing the training CIFs the first time)
 - **Steps:** none; the template baseline is not trained by gradient descent. Its only fitted
   parameters are per-element atomic volumes (a ridge least-squares fit of cell volume on element
   counts over the training split), stored in `model.safetensors`. The training structures
@@ -60,3 +115,51 @@ def _card(name: str, family: str, protocol: str, wall_s: float, config_path: Pat
 None measured yet for this checkpoint: the CSP benchmark (`crystalgen benchmark csp`) fills the
 front matter of this card once it has been run on the full test split.
 """
+    from crystalgen.generators.diffusion import describe_architecture
+
+    summary = model.training_summary
+    train_config = model.train_config
+    status = "finished" if summary["finished"] else f"**unfinished** (stopped at step {summary['steps']})"
+    rate = summary["steps"] * train_config.batch_size / max(summary["wall_s"], 1e-9)
+    return header + f"""- **Architecture:** {describe_architecture(model)}
+- **Training:** {summary['steps']:,} of {train_config.steps:,} steps ({status}), batch {train_config.batch_size},
+  AdamW lr {train_config.lr}, EMA decay {train_config.ema_decay}, seed {train_config.seed};
+  {summary['train_structures']:,} training structures ({summary['steps'] * train_config.batch_size / summary['train_structures']:.1f} epochs)
+- **Training wall time:** {summary['wall_s'] / SECONDS_PER_MINUTE:.1f} min, summed over resumed sessions
+- **Training throughput:** {rate:.0f} structures/s on the machine above
+- **Weights:** the EMA copy, float32
+- **Sampler:** {model.sampler.steps} steps, {'ancestral' if model.sampler.stochastic else 'probability-flow ODE / DDIM'}, {model.sampler.corrector_steps} corrector steps per step
+
+## Training curve
+
+{_curve_table(out / LOG_FILE)}
+
+## Measured metrics
+
+None measured yet for this checkpoint: `crystalgen benchmark csp --update-card` (CSP models) fills
+the front matter and this section once run on the full test split.
+"""
+
+
+def _curve_table(log: Path) -> str:
+    """A Markdown table of evenly spaced rows of the training log."""
+    if not log.is_file():
+        return "No training log."
+    with open(log, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return "No training log."
+    picks = sorted({round(i * (len(rows) - 1) / (CARD_CURVE_ROWS - 1)) for i in range(CARD_CURVE_ROWS)})
+    columns = [c for c in rows[0] if c != "grad_norm"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for i in picks:
+        lines.append("| " + " | ".join(_fmt(rows[i][c]) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(value: str) -> str:
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return f"{number:.0f}" if number.is_integer() or abs(number) >= 100 else f"{number:.4f}"

@@ -78,6 +78,8 @@ class Generator(ABC):
 
     family: ClassVar[str]
     task: ClassVar[str]
+    #: Trained by gradient descent: ``fit`` then also takes ``run_dir``, ``resume`` and ``time_limit_s``.
+    learned: ClassVar[bool] = False
 
     def __init__(self, config: dict | None = None):
         self.config: dict[str, Any] = dict(config or {})

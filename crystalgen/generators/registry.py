@@ -21,11 +21,13 @@ from crystalgen.generators.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
+from crystalgen.generators.diffusion import DiffusionGenerator
 from crystalgen.generators.template import TemplateGenerator
 
 #: family name -> class. Add a new generator family here.
 FAMILIES: dict[str, type[Generator]] = {
     TemplateGenerator.family: TemplateGenerator,
+    DiffusionGenerator.family: DiffusionGenerator,
 }
 
 

@@ -92,3 +92,17 @@ def compare_histogram(
     ax.legend()
     return _png(fig)
 
+
+
+def line_plot(xs: Sequence[float], ys: Sequence[float], xlabel: str, ylabel: str, log_x: bool = False) -> bytes:
+    """One marked line, e.g. match rate against sampler steps."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    ax.plot(xs, ys, marker="o")
+    if log_x:
+        ax.set_xscale("log")
+        ax.set_xticks(list(xs), [str(x) for x in xs])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    return _png(fig)

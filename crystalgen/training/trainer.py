@@ -33,6 +33,16 @@ from crystalgen.training.state import (
 )
 
 LOG_FILE = "metrics.csv"
+TENSORBOARD_DIR = "tensorboard"
+
+
+def _tensorboard_writer(out: Path):
+    """A TensorBoard writer under ``out`` when tensorboard is installed, else ``False`` (the CSV log always exists)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return False
+    return SummaryWriter(str(out / TENSORBOARD_DIR))
 
 
 @dataclass(frozen=True)
@@ -94,7 +104,10 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.ema = EMA(model, config.ema_decay)
         self.step = 0
+        #: Seconds spent in :meth:`run`, summed over resumed sessions (what a model card reports).
+        self.elapsed_s = 0.0
         self.generator = torch.Generator().manual_seed(config.seed + 1000 * self.context.rank)
+        self._tensorboard = None  # created at the first log line; False when tensorboard is not installed
         self.wrapped: nn.Module = model
         if self.context.world_size > 1:
             self.wrapped = nn.parallel.DistributedDataParallel(model)
@@ -124,7 +137,8 @@ class Trainer:
             **optim_tensors,
             "rng": self.generator.get_state(),
         }
-        save_training_state(self.state_path, tensors, {"step": self.step, "optimizer": optim_scalars,
+        save_training_state(self.state_path, tensors, {"step": self.step, "elapsed_s": self.elapsed_s,
+                                                       "optimizer": optim_scalars,
                                                        "config": asdict(self.config)})
 
     def resume(self) -> bool:
@@ -138,11 +152,17 @@ class Trainer:
                                metadata["optimizer"])
         self.generator.set_state(tensors["rng"])
         self.step = int(metadata["step"])
+        self.elapsed_s = float(metadata.get("elapsed_s", 0.0))
         return True
 
     # ------------------------------------------------------------------ loop
-    def run(self, resume: bool = False) -> dict[str, float]:
-        """Train up to ``config.steps``; returns the last logged means."""
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.config.steps
+
+    def run(self, resume: bool = False, time_limit_s: float | None = None) -> dict[str, float]:
+        """Train up to ``config.steps`` (or until ``time_limit_s`` of this session has passed; a
+        later ``run(resume=True)`` continues); returns the last logged means."""
         if resume:
             self.resume()
         self.out.mkdir(parents=True, exist_ok=True)
@@ -151,10 +171,12 @@ class Trainer:
         sums: dict[str, float] = {}
         accumulated = 0
         logged: dict[str, float] = {}
-        start_step, start_time = self.step, time.monotonic()
+        start_step, start_time, start_elapsed = self.step, time.monotonic(), self.elapsed_s
         with progress_bar(enabled=self.context.is_main) as progress:
             task = progress.add_task("training", total=self.config.steps, completed=self.step)
             while self.step < self.config.steps:
+                if self._out_of_time(start_time, time_limit_s):
+                    break
                 batch = collate([self.train[i] for i in self.batch_indices(self.step)])
                 losses = self.wrapped(batch, self.generator)
                 self.optimizer.zero_grad(set_to_none=True)
@@ -174,15 +196,33 @@ class Trainer:
                     self._log(log_path, {"step": self.step, **logged, "structures_per_s": rate})
                     sums, accumulated = {}, 0
                 progress.advance(task)
+                self.elapsed_s = start_elapsed + time.monotonic() - start_time
                 if time.monotonic() - last_save > self.config.checkpoint_every_s:
                     self.save()
                     last_save = time.monotonic()
         self.save()
         return logged
 
+    def _out_of_time(self, start_time: float, time_limit_s: float | None) -> bool:
+        """Whether the session's time is up; under DDP rank 0's clock decides for all, so no rank waits forever."""
+        if time_limit_s is None:
+            return False
+        flag = torch.tensor([float(time.monotonic() - start_time > time_limit_s)])
+        if self.context.world_size > 1:
+            import torch.distributed as dist
+
+            dist.broadcast(flag, src=0)
+        return bool(flag.item())
+
     def _log(self, path: Path, row: dict[str, float]) -> None:
         if not self.context.is_main:
             return
+        if self._tensorboard is None:
+            self._tensorboard = _tensorboard_writer(self.out)
+        if self._tensorboard:
+            for name, value in row.items():
+                if name != "step":
+                    self._tensorboard.add_scalar(name, value, int(row["step"]))
         new = not path.is_file()
         with open(path, "a", newline="") as handle:
             writer = csv.DictWriter(handle, list(row))
