@@ -23,7 +23,9 @@ from crystalgen.generators.sampling import sample_resumably
 from crystalgen.runs import RunDir, atomic_write_text, read_csv_rows
 from crystalgen.crystal import Crystal
 from crystalgen.data.loading import parse_cifs
+from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators import Target
+from crystalgen.generators.checkpoint import CARD_FILE, card_metrics, set_card_metrics, set_card_section
 from crystalgen.metrics import GenResult, evaluate_generation
 from crystalgen.metrics.distribution import densities, num_elements
 from crystalgen.reports import figures
@@ -66,7 +68,7 @@ def read_samples(path: os.PathLike) -> tuple[list[Crystal], int]:
 
 
 def run_gen_benchmark(settings: GenBenchmarkSettings, out: str | os.PathLike, data_dir: str | os.PathLike | None = None,
-                      workers: int | None = None) -> dict[str, Any]:
+                      workers: int | None = None, update_card: bool = False) -> dict[str, Any]:
     """Run (or resume) a generation benchmark into ``out``; returns what ``metrics.json`` holds."""
     start = time.perf_counter()
     bench = load_benchmark_model(settings.model, settings.dataset, settings.protocol, "gen", data_dir)
@@ -92,7 +94,45 @@ def run_gen_benchmark(settings: GenBenchmarkSettings, out: str | os.PathLike, da
         write_report(build_gen_report(bench, settings, metrics, result, samples, data.test), run.path)
     metrics["metadata"]["wall_s"] = dict(run.wall_s)
     atomic_write_text(run.path / METRICS_FILE, json.dumps(metrics, indent=2))
+    if update_card:
+        _update_card(bench, settings, metrics)
     return metrics
+
+
+#: The card section ``--update-card`` (re)writes, and the metrics it records in the front matter.
+CARD_SECTION = "Measured generation metrics"
+CARD_METRICS = ("struct_validity", "comp_validity", "cov_recall", "cov_precision", "d_rho", "d_elem", "uniqueness",
+                "novelty")
+
+
+def _update_card(bench: BenchmarkModel, settings: GenBenchmarkSettings, metrics: dict) -> None:
+    if bench.checkpoint is None:
+        raise CrystalgenInputError(f"model {bench.name!r} has no checkpoint folder whose card could be updated")
+    card_path = bench.checkpoint / CARD_FILE
+    card = card_path.read_text() if card_path.is_file() else ""
+    values = card_metrics(card)
+    for name in CARD_METRICS:
+        value = metrics.get(name)
+        values[f"{settings.dataset}_gen_{name}"] = round(value, 6) if value is not None else None
+    values[f"{settings.dataset}_gen_n"] = metrics["n_generated"]
+    meta = metrics["metadata"]
+    machine = meta["machine"]
+    wall = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in meta["wall_s"].items())
+    body = "\n".join([
+        "| " + " | ".join(CARD_METRICS) + " |",
+        "|" + "---|" * len(CARD_METRICS),
+        "| " + " | ".join(number(metrics.get(m)) if m.startswith("d_") else percent(metrics.get(m))
+                          for m in CARD_METRICS) + " |",
+        "",
+        f"{metrics['n_generated']:,} samples (seed {settings.seed}"
+        + (f"; a quick run, the benchmark uses {FULL_SAMPLE_COUNT:,}" if metrics["quick_run"] else "")
+        + f") against the {settings.dataset} test split; novelty against `{meta['protocol']}` training. Measured with "
+        f"`crystalgen benchmark gen --model {settings.model} --dataset {settings.dataset} -n {settings.n} "
+        f"--update-card` (crystalgen {meta['crystalgen_version']}, commit {meta['started_commit'][:12]}). "
+        f"Wall time: {wall}, on {machine['cpu']} ({machine['cores']} cores).",
+    ])
+    card = set_card_metrics(card, values)
+    atomic_write_text(card_path, set_card_section(card, CARD_SECTION, body))
 
 
 # ---------------------------------------------------------------------------------- report

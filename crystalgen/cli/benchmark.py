@@ -80,11 +80,12 @@ def csp(model_name: str, dataset: str, protocol: str | None, k: int, limit: int 
 @click.option("-n", "--n", "num_samples", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Samples to generate (the published protocol uses 10,000).")
 @_seed
+@click.option("--update-card", is_flag=True, help="Write the figures into the checkpoint's card.md.")
 @_out
 @_workers
 @data_dir_option
-def gen(model_name: str, dataset: str, protocol: str | None, num_samples: int, seed: int, out: Path,
-        workers: int | None, data_dir: str | None) -> None:
+def gen(model_name: str, dataset: str, protocol: str | None, num_samples: int, seed: int, update_card: bool,
+        out: Path, workers: int | None, data_dir: str | None) -> None:
     """Generation from scratch: validity, coverage, property distributions, uniqueness, novelty.
 
     Writes OUT/samples.csv, OUT/metrics.json, OUT/report.md and a self-contained OUT/report.html.
@@ -92,7 +93,7 @@ def gen(model_name: str, dataset: str, protocol: str | None, num_samples: int, s
     from crystalgen.benchmarks.gen import GenBenchmarkSettings, run_gen_benchmark
 
     metrics = run_gen_benchmark(GenBenchmarkSettings(model_name, dataset, protocol, num_samples, seed), out,
-                                data_dir, workers)
+                                data_dir, workers, update_card)
     names = ("struct_validity", "comp_validity", "cov_recall", "cov_precision", "uniqueness", "novelty")
     _finish(out, [", ".join(f"{n} {_pct(metrics[n])}" for n in names),
                   f"d_rho {_fmt(metrics['d_rho'])}, d_elem {_fmt(metrics['d_elem'])}"])

@@ -38,9 +38,10 @@ def sample(model_name: str, compositions: tuple[str, ...], compositions_file: Pa
     """Sample crystals for target compositions and/or a space group.
 
     Writes OUT/samples.csv (sample_id, target, formula, spacegroup, num_atoms, cif) and one CIF per
-    structure in OUT/cifs/. Rows are appended as each target finishes; re-running the same
-    command resumes after the last finished target, and a different command into the same OUT
-    is refused.
+    structure in OUT/cifs/. Targets are sampled in batches (one model call each, which is what
+    keeps learned models fast) and rows are appended as each batch finishes; re-running the same
+    command resumes after the last finished batch, and a different command into the same OUT is
+    refused.
 
     \b
     Example:
@@ -71,7 +72,7 @@ def sample(model_name: str, compositions: tuple[str, ...], compositions_file: Pa
         return rows
 
     with run.timed("sample"):
-        sample_resumably(model, targets, num_samples, seed, writer, rows_for, "sampling", batch_size=1)
+        sample_resumably(model, targets, num_samples, seed, writer, rows_for, "sampling")
     console.print(f"wrote {out / SAMPLES_FILE}")
 
 

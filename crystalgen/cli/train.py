@@ -134,11 +134,19 @@ front matter of this card once it has been run on the full test split.
 
 {_curve_table(out / LOG_FILE)}
 
-## Measured metrics
+## {_metrics_section(model.task)}
 
-None measured yet for this checkpoint: `crystalgen benchmark csp --update-card` (CSP models) fills
-the front matter and this section once run on the full test split.
+None measured yet for this checkpoint: `crystalgen benchmark {model.task} --update-card` fills the
+front matter and this section.
 """
+
+
+def _metrics_section(task: str) -> str:
+    """The card section ``benchmark csp|gen --update-card`` rewrites, so the placeholder is replaced, not duplicated."""
+    from crystalgen.benchmarks.csp import CARD_SECTION as CSP_SECTION
+    from crystalgen.benchmarks.gen import CARD_SECTION as GEN_SECTION
+
+    return GEN_SECTION if task == "gen" else CSP_SECTION
 
 
 def _curve_table(log: Path) -> str:
