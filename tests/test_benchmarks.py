@@ -424,6 +424,21 @@ def test_gen_rerun_resumes_and_other_settings_are_refused(gen_run, synthetic_tem
         assert metrics[key] == gen_run.metrics[key], key
 
 
+def test_gen_update_card_records_the_figures(gen_run, own_ckpt, synthetic_perov_dir, tmp_path, capsys):
+    args = ["benchmark", "gen", "--model", str(own_ckpt), "--dataset", "perov_5", "--data-dir",
+            str(synthetic_perov_dir), "-n", "5", "--update-card", "--out", str(tmp_path / "out"), "--workers", "1"]
+    with isolated_cache(tmp_path / "cache"):
+        result = run_main(args, capsys)
+    assert result.returncode == 0, result.stderr
+    card = (own_ckpt / CARD_FILE).read_text()
+    values = card_metrics(card)
+    assert values["perov_5_gen_n"] == 5
+    assert values["perov_5_gen_struct_validity"] == round(gen_run.metrics["struct_validity"], 6)
+    assert values["perov_5_gen_novelty"] == 0.0  # template samples are training copies
+    assert "## Measured generation metrics" in card and "a quick run" in card
+    assert "# card\n\nA test model.\n" in card  # the body is kept
+
+
 # ------------------------------------------------------------------------------ rundir
 def test_resumable_csv_commit_reopen_and_torn_tail(tmp_path):
     path, progress = tmp_path / "out.csv", tmp_path / "out.progress.json"

@@ -233,6 +233,13 @@ def test_targets_beyond_max_atoms_are_refused(csp_model):
         csp_model.sample([Target.parse("SrTiO3"), Target.parse("Si9")])
 
 
+def test_elements_beyond_the_type_embedding_are_refused(csp_model):
+    # Fm (Z=100) is the last embedded type; No (Z=102) would index past the embedding table.
+    csp_model.check_target(Target.parse("Fm1O2"))
+    with pytest.raises(CrystalgenInputError, match="Z=100, not No"):
+        csp_model.check_target(Target.parse("No1O2"))
+
+
 # ------------------------------------------------------------------------------ config validation
 @pytest.mark.parametrize("section", ["model", "training", "sampling"])
 def test_unknown_settings_are_refused(section):

@@ -31,7 +31,7 @@ from crystalgen.crystal import Crystal, crystals_from_arrays
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators.base import Generator, Target
 from crystalgen.generators.diffusion_model import CrystalDiffusion, DiffusionConfig
-from crystalgen.nn.denoiser import DenoiserConfig
+from crystalgen.nn.denoiser import MAX_Z, DenoiserConfig
 
 #: Atoms per denoiser call while sampling: large enough to keep the matrix products efficient,
 #: small enough that the fully connected edges of mp_20-sized cells stay in a few hundred MB.
@@ -144,6 +144,10 @@ class DiffusionGenerator(Generator):
         if self.task == "gen" and target.composition is not None:
             raise CrystalgenInputError(
                 f"model {self.name!r} generates from scratch and takes no composition; use a CSP model")
+        if target.composition is not None:
+            beyond = [el.symbol for el in target.composition if el.Z > MAX_Z]
+            if beyond:
+                raise CrystalgenInputError(f"model {self.name!r} embeds elements up to Z={MAX_Z}, not {', '.join(beyond)}")
         super().check_target(target)
 
     def sample(self, targets: Sequence[Target], n: int = 1, seed: int = 0) -> list[list[Crystal]]:
