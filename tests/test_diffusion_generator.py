@@ -397,3 +397,69 @@ def test_diffusion_family_is_registered_and_listed():
     assert len(families) == 1 and families[0].family == "diffusion"
     bare = load_model("diffusion")
     assert isinstance(bare, DiffusionGenerator) and not bare.is_fitted
+
+
+# ------------------------------------------------------------------------------ resume safety, log, EMA
+def test_resume_refuses_changed_settings_and_a_different_model(tmp_path):
+    from crystalgen.generators.diffusion_model import CrystalDiffusion, DiffusionConfig
+    from crystalgen.nn import DenoiserConfig
+    from crystalgen.training import TrainConfig, Trainer
+
+    crystals = training_crystals()
+    _trainer(_fresh_model(crystals), crystals, 2, tmp_path).run()
+    other_batch = Trainer(_fresh_model(crystals), crystals, TrainConfig(steps=4, batch_size=2, log_every=1), tmp_path)
+    with pytest.raises(CrystalgenInputError, match="batch_size: 4 -> 2"):
+        other_batch.resume()
+    wider = CrystalDiffusion(DiffusionConfig(denoiser=DenoiserConfig(**{**TINY_MODEL, "hidden": 24})))
+    with pytest.raises(CrystalgenInputError, match="does not match"):
+        _trainer(wider, crystals, 4, tmp_path).resume()
+
+
+def test_log_keeps_one_row_per_step_across_an_interrupted_run(tmp_path):
+    import csv
+
+    from crystalgen.training.trainer import LOG_FILE
+
+    crystals = training_crystals()
+    _trainer(_fresh_model(crystals), crystals, 2, tmp_path).run()
+    with open(tmp_path / LOG_FILE, "a") as handle:  # rows logged after the last save, then a crash
+        handle.write("3,9,9,9,9,9\n4,9,9,9,9,9\n")
+    _trainer(_fresh_model(crystals), crystals, 4, tmp_path).run(resume=True)
+    with open(tmp_path / LOG_FILE, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert all(r["loss"] != "9" for r in rows)
+    # a fresh run in the same folder starts a fresh log
+    (tmp_path / "train_state.safetensors").unlink()
+    _trainer(_fresh_model(crystals), crystals, 1, tmp_path).run()
+    with open(tmp_path / LOG_FILE, newline="") as handle:
+        assert [int(r["step"]) for r in csv.DictReader(handle)] == [1]
+
+
+def test_ema_warms_up_instead_of_keeping_the_initial_weights():
+    from crystalgen.training.trainer import EMA
+
+    model = torch.nn.Linear(2, 1)
+    initial = model.weight.detach().clone()
+    ema = EMA(model, decay=0.999)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model, step=0)  # decay (1+0)/(10+0) = 0.1: 90% of the new weights
+    assert torch.allclose(ema.shadow["weight"], 0.1 * initial + 0.9)
+    ema.update(model, step=10_000)  # warmed up: the configured 0.999
+    assert torch.allclose(ema.shadow["weight"], 0.999 * (0.1 * initial + 0.9) + 0.001)
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"training": {"steps": "abc"}}, "training.steps must be int"),
+    ({"training": {"lr": "1e-3"}}, "write 0.001"),
+    ({"training": {"batch_size": 0}}, "must be > 0"),
+    ({"model": {"hidden": -1}}, "model.hidden must be > 0"),
+    ({"training": 5}, "must be a mapping"),
+    ({"sampling": {"steps": 0}}, "sampling.steps must be > 0"),
+    ({"sampling": {"stochastic": 1}}, "true or false"),
+    ({"model": {"num_types": 5}}, "unknown model settings: num_types"),
+])
+def test_bad_config_values_are_one_line_errors(config, message):
+    with pytest.raises(CrystalgenInputError, match=message):
+        DiffusionGenerator(config)

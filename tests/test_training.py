@@ -72,14 +72,28 @@ def test_metrics_log(crystals, tmp_path):
     assert all(float(r["structures_per_s"]) > 0 for r in rows)
 
 
-def test_ddp_with_two_gloo_processes_keeps_replicas_identical(tmp_path):
+def _torchrun(out: Path, *args: str) -> None:
     script = Path(__file__).parent / "scripts" / "ddp_train.py"
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(script), str(tmp_path)],
+         str(script), str(out), *args],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_ddp_resume_matches_an_uninterrupted_run(tmp_path):
+    # Each rank draws its own noise; a resumed run must restore every rank's random state, not rank 0's.
+    _torchrun(tmp_path / "straight", "4")
+    _torchrun(tmp_path / "resumed", "2")
+    _torchrun(tmp_path / "resumed", "4", "resume")
+    for rank in (0, 1):
+        assert (tmp_path / "straight" / f"rank{rank}.txt").read_text() == (
+            tmp_path / "resumed" / f"rank{rank}.txt").read_text()
+
+
+def test_ddp_with_two_gloo_processes_keeps_replicas_identical(tmp_path):
+    _torchrun(tmp_path)
     ranks = [(tmp_path / f"rank{r}.txt").read_text().split() for r in (0, 1)]
     assert ranks[0][0] == ranks[1][0] == "2"
     assert ranks[0] == ranks[1]  # gradients were averaged: both replicas took the same steps

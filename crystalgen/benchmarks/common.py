@@ -13,10 +13,10 @@ from crystalgen.data import load_protocol
 from crystalgen.data.protocols import DataProtocol
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators import Generator, load_model
-from crystalgen.generators.checkpoint import CARD_FILE
+from crystalgen.generators.checkpoint import CARD_FILE, card_metrics, set_card_metrics, set_card_section
 from crystalgen.generators.registry import resolve_checkpoint
 from crystalgen.reports.document import Preformatted, Section, Table, Text
-from crystalgen.runs import RunDir, git_commit, machine_description
+from crystalgen.runs import RunDir, atomic_write_text, git_commit, machine_description
 
 
 @dataclass
@@ -102,3 +102,22 @@ def metadata_section(meta: dict[str, Any], card: str) -> Section:
     if card.strip():
         blocks += [Text("The checkpoint's model card (`card.md`), verbatim:"), Preformatted(card.strip())]
     return Section("Run metadata", blocks)
+
+
+# ---------------------------------------------------------------------------------- model cards
+def update_card(bench: BenchmarkModel, section: str, values: dict[str, Any], body: str) -> None:
+    """Merge ``values`` into the checkpoint card's front-matter metrics and (re)write its ``## section``."""
+    if bench.checkpoint is None:
+        raise CrystalgenInputError(f"model {bench.name!r} has no checkpoint folder whose card could be updated")
+    card_path = bench.checkpoint / CARD_FILE
+    card = card_path.read_text() if card_path.is_file() else ""
+    card = set_card_metrics(card, {**card_metrics(card), **values})
+    atomic_write_text(card_path, set_card_section(card, section, body))
+
+
+def run_provenance(meta: dict[str, Any]) -> str:
+    """"Wall time: ..., on <machine>." for a card, from a run's metadata."""
+    machine = meta["machine"]
+    wall = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in meta["wall_s"].items())
+    gpu = f", GPU {machine['gpu']}" if machine.get("gpu") else ", no GPU"
+    return f"Wall time: {wall}, on {machine['cpu']} ({machine['cores']} cores{gpu})."

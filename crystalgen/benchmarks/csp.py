@@ -24,11 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from crystalgen.benchmarks.steps_curve import steps_curve_section
 from crystalgen.benchmarks.common import (
     BenchmarkModel,
     load_benchmark_model,
     metadata_section,
     run_metadata,
+    run_provenance,
+    update_card,
 )
 from crystalgen.generators.sampling import sample_resumably
 from crystalgen.runs import RunDir, atomic_write_text, read_csv_rows
@@ -37,7 +40,6 @@ from crystalgen.data import load_split
 from crystalgen.data.loading import parse_cifs
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators import Generator, Target
-from crystalgen.generators.checkpoint import CARD_FILE, card_metrics, set_card_metrics, set_card_section
 from crystalgen.generators.registry import list_models
 from crystalgen.metrics._pool import process_pool
 from crystalgen.metrics._util import json_float
@@ -154,6 +156,8 @@ def run_csp_benchmark(settings: CspBenchmarkSettings, out: str | os.PathLike, da
     """Run (or resume) a CSP benchmark into ``out``; returns what ``metrics.json`` holds."""
     start = time.perf_counter()
     bench = load_benchmark_model(settings.model, settings.dataset, settings.protocol, "csp", data_dir)
+    if update_card and settings.sampler_steps is not None:
+        raise CrystalgenInputError("--update-card records the checkpoint's own sampler; drop --sampler-steps")
     if settings.sampler_steps is not None:
         bench.model = with_sampler_steps(bench.model, settings.sampler_steps)
     if settings.steps_curve:
@@ -291,18 +295,13 @@ def _update_card(bench: BenchmarkModel, settings: CspBenchmarkSettings, metrics:
     """Record full-split figures in the checkpoint card's front matter (never partial runs)."""
     if not metrics["full_split"]:
         raise CrystalgenInputError("--update-card needs a run on the full test split (no --limit)")
-    if bench.checkpoint is None:
-        raise CrystalgenInputError(f"model {bench.name!r} has no checkpoint folder whose card could be updated")
-    card_path = bench.checkpoint / CARD_FILE
-    card = card_path.read_text() if card_path.is_file() else ""
-    values = card_metrics(card)
+    values = {}
     for kk, entry in metrics["by_k"].items():
         rate_key, rmse_key = card_metric_keys(settings.dataset, int(kk))
         values[rate_key] = round(entry["match_rate"], 6) if entry["match_rate"] is not None else None
         values[rmse_key] = round(entry["rmse"], 6) if entry["rmse"] is not None else None
     values[f"{settings.dataset}_csp_n"] = metrics["n"]
-    card = set_card_metrics(card, values)
-    atomic_write_text(card_path, set_card_section(card, CARD_SECTION, _card_text(settings, metrics)))
+    update_card(bench, CARD_SECTION, values, _card_text(settings, metrics))
 
 
 #: The card section ``--update-card`` (re)writes.
@@ -311,20 +310,16 @@ CARD_SECTION = "Measured CSP metrics"
 
 def _card_text(settings: CspBenchmarkSettings, metrics: dict) -> str:
     meta = metrics["metadata"]
-    machine = meta["machine"]
     rows = [f"| {settings.dataset} | {meta['protocol']} ({metrics['split']}, n={entry['n']}) | {kk} | "
             f"{percent(entry['match_rate'])} | {number(entry['rmse'])} |" for kk, entry in metrics["by_k"].items()]
-    wall = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in meta["wall_s"].items())
     return "\n".join([
         "| dataset | protocol (split, n) | k | match rate (%) | RMSE |",
         "|---|---|---|---|---|",
         *rows,
         "",
         f"Measured with `crystalgen benchmark csp --model {settings.model} --dataset {settings.dataset} "
-        f"--k {settings.k}{f' --sampler-steps {settings.sampler_steps}' if settings.sampler_steps else ''} "
-        f"--update-card` (crystalgen {meta['crystalgen_version']}, commit "
-        f"{meta['started_commit'][:12]}). {metrics['counting']}. Wall time: {wall}, on {machine['cpu']} "
-        f"({machine['cores']} cores{', GPU ' + machine['gpu'] if machine.get('gpu') else ', no GPU'}).",
+        f"--k {settings.k} --update-card` (crystalgen {meta['crystalgen_version']}, commit "
+        f"{meta['started_commit'][:12]}). {metrics['counting']}. {run_provenance(meta)}",
     ])
 
 
@@ -407,7 +402,7 @@ def build_csp_report(bench: BenchmarkModel, settings: CspBenchmarkSettings, metr
             Table([label, "n", *[f"k={kk}: match % / RMSE" for kk in sorted(results)]], table_rows),
         ]))
     if metrics.get("steps_curve"):
-        sections.append(_steps_curve_section(metrics["steps_curve"]))
+        sections.append(steps_curve_section(metrics["steps_curve"], STEPS_CURVE_DIR))
     valid_first = [c for c in first_proposals if c is not None]
     sections.append(Section("Distributions against the test set", [
         Text(f"First proposal of each test structure ({len(valid_first)} parsed) against the test structures. "
@@ -422,18 +417,3 @@ def build_csp_report(bench: BenchmarkModel, settings: CspBenchmarkSettings, metr
     sections.append(metadata_section(metrics["metadata"], bench.card))
     return Report(f"CSP benchmark: {bench.name} on {dataset} (k={k})", sections)
 
-
-def _steps_curve_section(curve: list[dict[str, Any]]) -> Section:
-    points = sorted(curve, key=lambda p: p["steps"])
-    rows = [[str(p["steps"]), str(p["n"]), percent(p["match_rate"]), number(p["rmse"]), f"{p['predict_s']:.1f}",
-             number(p["structures_per_s"], 1)] for p in points]
-    return Section("Match rate against sampler steps", [
-        Text(f"k=1 on the first {points[0]['n']} test structures for each number of reverse steps (the model's "
-             f"sampler otherwise unchanged); sub-runs in `{STEPS_CURVE_DIR}/`. Sampling time is this machine's, "
-             "model already loaded."),
-        Figure("steps_curve", figures.line_plot([p["steps"] for p in points],
-                                                [100 * (p["match_rate"] or 0.0) for p in points],
-                                                "sampler steps", "match rate (%), k=1", log_x=True),
-               "Match rate against sampler steps."),
-        Table(["steps", "n", "match rate (%)", "RMSE", "sampling wall (s)", "structures/s"], rows),
-    ])

@@ -18,6 +18,8 @@ from crystalgen.benchmarks.common import (
     load_benchmark_model,
     metadata_section,
     run_metadata,
+    run_provenance,
+    update_card,
 )
 from crystalgen.generators.sampling import sample_resumably
 from crystalgen.runs import RunDir, atomic_write_text, read_csv_rows
@@ -25,7 +27,6 @@ from crystalgen.crystal import Crystal
 from crystalgen.data.loading import parse_cifs
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators import Target
-from crystalgen.generators.checkpoint import CARD_FILE, card_metrics, set_card_metrics, set_card_section
 from crystalgen.metrics import GenResult, evaluate_generation
 from crystalgen.metrics.distribution import densities, num_elements
 from crystalgen.reports import figures
@@ -72,6 +73,8 @@ def run_gen_benchmark(settings: GenBenchmarkSettings, out: str | os.PathLike, da
     """Run (or resume) a generation benchmark into ``out``; returns what ``metrics.json`` holds."""
     start = time.perf_counter()
     bench = load_benchmark_model(settings.model, settings.dataset, settings.protocol, "gen", data_dir)
+    if update_card and bench.checkpoint is None:
+        raise CrystalgenInputError(f"model {bench.name!r} has no checkpoint folder whose card could be updated")
     run = RunDir(out, {**settings.__dict__, "protocol": bench.protocol.name})
     run.add_time("load", time.perf_counter() - start)
     with run.timed("sample"):
@@ -106,18 +109,10 @@ CARD_METRICS = ("struct_validity", "comp_validity", "cov_recall", "cov_precision
 
 
 def _update_card(bench: BenchmarkModel, settings: GenBenchmarkSettings, metrics: dict) -> None:
-    if bench.checkpoint is None:
-        raise CrystalgenInputError(f"model {bench.name!r} has no checkpoint folder whose card could be updated")
-    card_path = bench.checkpoint / CARD_FILE
-    card = card_path.read_text() if card_path.is_file() else ""
-    values = card_metrics(card)
-    for name in CARD_METRICS:
-        value = metrics.get(name)
-        values[f"{settings.dataset}_gen_{name}"] = round(value, 6) if value is not None else None
+    values = {f"{settings.dataset}_gen_{name}": None if metrics.get(name) is None else round(metrics[name], 6)
+              for name in CARD_METRICS}
     values[f"{settings.dataset}_gen_n"] = metrics["n_generated"]
     meta = metrics["metadata"]
-    machine = meta["machine"]
-    wall = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in meta["wall_s"].items())
     body = "\n".join([
         "| " + " | ".join(CARD_METRICS) + " |",
         "|" + "---|" * len(CARD_METRICS),
@@ -129,10 +124,9 @@ def _update_card(bench: BenchmarkModel, settings: GenBenchmarkSettings, metrics:
         + f") against the {settings.dataset} test split; novelty against `{meta['protocol']}` training. Measured with "
         f"`crystalgen benchmark gen --model {settings.model} --dataset {settings.dataset} -n {settings.n} "
         f"--update-card` (crystalgen {meta['crystalgen_version']}, commit {meta['started_commit'][:12]}). "
-        f"Wall time: {wall}, on {machine['cpu']} ({machine['cores']} cores).",
+        f"{run_provenance(meta)}",
     ])
-    card = set_card_metrics(card, values)
-    atomic_write_text(card_path, set_card_section(card, CARD_SECTION, body))
+    update_card(bench, CARD_SECTION, values, body)
 
 
 # ---------------------------------------------------------------------------------- report

@@ -52,7 +52,7 @@ def train(config_path: Path, out: Path, resume: bool, time_limit: float | None, 
     if not isinstance(config, dict):
         raise CrystalgenInputError(f"{config_path}: a model config is a YAML mapping (family, protocol, ...)")
     family = config.get("family")
-    if family not in FAMILIES:
+    if not isinstance(family, str) or family not in FAMILIES:
         raise CrystalgenInputError(f"{config_path}: unknown family {family!r}; families: {', '.join(FAMILIES)}")
     if "protocol" not in config:
         raise CrystalgenInputError(f"{config_path}: the config needs a 'protocol'")
@@ -120,12 +120,15 @@ front matter of this card once it has been run on the full test split.
     summary = model.training_summary
     train_config = model.train_config
     status = "finished" if summary["finished"] else f"**unfinished** (stopped at step {summary['steps']})"
-    rate = summary["steps"] * train_config.batch_size / max(summary["wall_s"], 1e-9)
+    processes = summary["processes"]
+    structures = summary["steps"] * train_config.batch_size * processes
+    rate = structures / summary["wall_s"] if summary["wall_s"] > 0 else float("nan")
     return header + f"""- **Architecture:** {describe_architecture(model)}
-- **Training:** {summary['steps']:,} of {train_config.steps:,} steps ({status}), batch {train_config.batch_size},
-  AdamW lr {train_config.lr}, EMA decay {train_config.ema_decay}, seed {train_config.seed};
-  {summary['train_structures']:,} training structures ({summary['steps'] * train_config.batch_size / summary['train_structures']:.1f} epochs)
-- **Training wall time:** {summary['wall_s'] / SECONDS_PER_MINUTE:.1f} min, summed over resumed sessions
+- **Training:** {summary['steps']:,} of {train_config.steps:,} steps ({status}), batch {train_config.batch_size}
+  per process x {processes} process(es), AdamW lr {train_config.lr}, EMA decay {train_config.ema_decay}, seed {train_config.seed};
+  {summary['train_structures']:,} training structures (about {structures / summary['train_structures']:.1f} epochs)
+- **Training wall time:** {summary['wall_s'] / SECONDS_PER_MINUTE:.1f} min of training steps, summed over resumed
+  sessions (data loading and time lost to interruptions not included)
 - **Training throughput:** {rate:.0f} structures/s on the machine above
 - **Weights:** the EMA copy, float32
 - **Sampler:** {model.sampler.steps} steps, {'ancestral' if model.sampler.stochastic else 'probability-flow ODE / DDIM'}, {model.sampler.corrector_steps} corrector steps per step

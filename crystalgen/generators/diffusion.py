@@ -15,7 +15,7 @@ Config (YAML, see ``configs/models/diffusion-*.yaml``)::
     protocol: perov_5
     model: {hidden: 128, layers: 4, fourier_frequencies: 16, time_dim: 64}
     training: {steps: 20000, batch_size: 128, lr: 0.001}
-    sampling: {steps: 100, stochastic: false, corrector_steps: 0}
+    sampling: {steps: 100, stochastic: true, corrector_steps: 0}
 """
 
 from __future__ import annotations
@@ -36,35 +36,63 @@ from crystalgen.nn.denoiser import MAX_Z, DenoiserConfig
 #: Atoms per denoiser call while sampling: large enough to keep the matrix products efficient,
 #: small enough that the fully connected edges of mp_20-sized cells stay in a few hundred MB.
 SAMPLE_BATCH_ATOMS = 4096
-#: Keys of the diffusion config that are not denoiser settings.
+#: Denoiser settings a config may give; the type head, lattice head and per-crystal inputs are
+#: fixed by the task (see :class:`CrystalDiffusion`), so they are not settable.
+_DENOISER_KEYS = {f.name for f in fields(DenoiserConfig)} - {"num_types", "equivariant_lattice", "crystal_features"}
 _DIFFUSION_KEYS = {f.name for f in fields(DiffusionConfig)} - {"denoiser", "task"}
-_DENOISER_KEYS = {f.name for f in fields(DenoiserConfig)}
+#: Settings that may be zero; every other number must be positive.
+_MAY_BE_ZERO = {"weight_decay", "seed", "corrector_steps", "lattice_loss_weight", "type_loss_weight"}
 
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """How reverse diffusion is run: ``steps`` on a uniform grid, probability-flow ODE/DDIM
-    (``stochastic: false``) or ancestral steps, and Langevin corrector steps per step."""
+    """How reverse diffusion is run: ``steps`` on a uniform grid, ancestral steps (``stochastic``)
+    or the probability-flow ODE / DDIM, and Langevin corrector steps per step."""
 
     steps: int = 100
-    stochastic: bool = False
+    stochastic: bool = True
     corrector_steps: int = 0
 
 
-def _build_config(task: str, settings: dict[str, Any]) -> DiffusionConfig:
-    unknown = set(settings) - _DIFFUSION_KEYS - _DENOISER_KEYS
+def _checked(section: str, values: Any, allowed: dict[str, Any]) -> dict[str, Any]:
+    """Validate a config section against ``allowed`` (name -> default): known keys, the default's
+    type (an int may stand for a float), and a sign; a one-line error otherwise."""
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise CrystalgenInputError(f"config section {section!r} must be a mapping, got {type(values).__name__}")
+    unknown = set(values) - set(allowed)
     if unknown:
-        raise CrystalgenInputError(f"unknown diffusion model settings: {', '.join(sorted(unknown))}")
+        raise CrystalgenInputError(f"unknown {section} settings: {', '.join(sorted(map(str, unknown)))}")
+    for key, value in values.items():
+        default = allowed[key]
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise CrystalgenInputError(f"{section}.{key} must be true or false, got {value!r}")
+            continue
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or (isinstance(default, int) and not isinstance(value, int)):
+            hint = " (YAML reads 1e-3 as text: write 0.001 or 1.0e-3)" if isinstance(value, str) else ""
+            raise CrystalgenInputError(f"{section}.{key} must be {type(default).__name__}, got {value!r}{hint}")
+        if value < 0 or (value == 0 and key not in _MAY_BE_ZERO):
+            raise CrystalgenInputError(f"{section}.{key} must be {'>= 0' if key in _MAY_BE_ZERO else '> 0'}, got {value}")
+    return dict(values)
+
+
+def _defaults(cls: type, keys: set[str] | None = None) -> dict[str, Any]:
+    instance = cls()
+    return {f.name: getattr(instance, f.name) for f in fields(cls) if keys is None or f.name in keys}
+
+
+def _build_config(task: str, settings: Any) -> DiffusionConfig:
+    allowed = {**_defaults(DenoiserConfig, _DENOISER_KEYS), **_defaults(DiffusionConfig, _DIFFUSION_KEYS)}
+    settings = _checked("model", settings, allowed)
     denoiser = DenoiserConfig(**{k: v for k, v in settings.items() if k in _DENOISER_KEYS})
     return DiffusionConfig(task=task, denoiser=denoiser, **{k: v for k, v in settings.items() if k in _DIFFUSION_KEYS})
 
 
 def _section(config: dict, key: str, cls: type) -> Any:
-    values = dict(config.get(key) or {})
-    unknown = set(values) - {f.name for f in fields(cls)}
-    if unknown:
-        raise CrystalgenInputError(f"unknown {key} settings: {', '.join(sorted(unknown))}")
-    return cls(**values)
+    return cls(**_checked(key, config.get(key), _defaults(cls)))
 
 
 class DiffusionGenerator(Generator):
@@ -72,14 +100,14 @@ class DiffusionGenerator(Generator):
     task = "both"  # per checkpoint: ``config["task"]`` is "csp" or "gen"
     learned = True
 
-    def __init__(self, config: dict | None = None):
+    def __init__(self, config: dict | None = None) -> None:
         from crystalgen.training import TrainConfig
 
         super().__init__(config)
         self.task = self.config.setdefault("task", "csp")
         if self.task not in ("csp", "gen"):
             raise CrystalgenInputError(f"diffusion task must be 'csp' or 'gen', got {self.task!r}")
-        self.model = CrystalDiffusion(_build_config(self.task, self.config.get("model") or {}))
+        self.model = CrystalDiffusion(_build_config(self.task, self.config.get("model")))
         self.train_config: TrainConfig = _section(self.config, "training", TrainConfig)
         self.sampler: SamplerConfig = _section(self.config, "sampling", SamplerConfig)
         self._fitted = False
@@ -121,7 +149,8 @@ class DiffusionGenerator(Generator):
         self.model.eval()
         self._fitted = True
         self.training_summary = {"steps": trainer.step, "wall_s": trainer.elapsed_s, "finished": trainer.finished,
-                                 "train_structures": len(train), "last_losses": logged}
+                                 "train_structures": len(train), "processes": trainer.context.world_size,
+                                 "last_losses": logged}
 
     def state(self) -> dict[str, Any]:
         return {k: v.detach().float() if v.is_floating_point() else v.detach() for k, v in self.model.state_dict().items()}

@@ -93,7 +93,6 @@ def compare_histogram(
     return _png(fig)
 
 
-
 def line_plot(xs: Sequence[float], ys: Sequence[float], xlabel: str, ylabel: str, log_x: bool = False) -> bytes:
     """One marked line, e.g. match rate against sampler steps."""
     plt = _pyplot()

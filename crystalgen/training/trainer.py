@@ -23,6 +23,7 @@ from torch import nn
 
 from crystalgen.batch import collate
 from crystalgen.crystal import Crystal
+from crystalgen.errors import CrystalgenInputError
 from crystalgen.progress import progress_bar
 from crystalgen.training.state import (
     STATE_FILE,
@@ -33,7 +34,32 @@ from crystalgen.training.state import (
 )
 
 LOG_FILE = "metrics.csv"
+#: Steps over which the EMA decay ramps up to its configured value (see :class:`EMA`).
+EMA_WARMUP = 10
+#: Training settings a resumed run must share with the saved one (the step budget and the
+#: checkpoint/log cadence may change between sessions).
+RESUME_INVARIANT = ("batch_size", "lr", "weight_decay", "grad_clip", "ema_decay", "seed")
 TENSORBOARD_DIR = "tensorboard"
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log rows after ``step``: those logged after the last saved state of an interrupted run
+    are logged again when it resumes, and a fresh run starts a fresh log."""
+    if not path.is_file():
+        return
+    if step == 0:
+        path.unlink()
+        return
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or all(int(float(r["step"])) <= step for r in rows):
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(r for r in rows if int(float(r["step"])) <= step)
+    os.replace(tmp, path)
 
 
 def _tensorboard_writer(out: Path):
@@ -69,29 +95,38 @@ class DistributedContext:
 
     @classmethod
     def from_environment(cls) -> "DistributedContext":
-        """Join the process group ``torchrun`` set up (gloo on CPU, NCCL on GPU); a single process otherwise."""
+        """Join the process group ``torchrun`` set up; a single process otherwise.
+
+        Always gloo: the training loop keeps the model and batches on the CPU (GPU placement is not
+        implemented yet), and NCCL only carries CUDA tensors.
+        """
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         if world_size <= 1:
             return cls()
         import torch.distributed as dist
 
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            dist.init_process_group("gloo")
         return cls(dist.get_rank(), world_size)
 
 
 class EMA:
-    """Exponential moving average of a model's parameters (and a copy of its buffers)."""
+    """Exponential moving average of a model's parameters (and a copy of its buffers).
+
+    The decay warms up as ``min(decay, (1 + step) / (EMA_WARMUP + step))``: with a fixed 0.999 the
+    average of a short run would still be mostly the random initial weights.
+    """
 
     def __init__(self, model: nn.Module, decay: float):
         self.decay = decay
         self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (EMA_WARMUP + step))
         for name, value in model.state_dict().items():
             if value.is_floating_point():
-                self.shadow[name].lerp_(value.detach(), 1 - self.decay)
+                self.shadow[name].lerp_(value.detach(), 1 - decay)
             else:
                 self.shadow[name].copy_(value)
 
@@ -127,7 +162,20 @@ class Trainer:
     def state_path(self) -> Path:
         return self.out / STATE_FILE
 
+    def _rank_rng_states(self) -> list[torch.Tensor]:
+        """Every rank's random state (collective under DDP: all ranks must call it together)."""
+        state = self.generator.get_state()
+        if self.context.world_size == 1:
+            return [state]
+        import torch.distributed as dist
+
+        states = [torch.empty_like(state) for _ in range(self.context.world_size)]
+        dist.all_gather(states, state)
+        return states
+
     def save(self) -> None:
+        """Write the training state (all ranks call it; rank 0 writes)."""
+        rng_states = self._rank_rng_states()
         if not self.context.is_main:
             return
         optim_tensors, optim_scalars = optimizer_tensors(self.optimizer)
@@ -135,9 +183,10 @@ class Trainer:
             **{f"model.{k}": v for k, v in self.model.state_dict().items()},
             **{f"ema.{k}": v for k, v in self.ema.shadow.items()},
             **optim_tensors,
-            "rng": self.generator.get_state(),
+            **{f"rng.{rank}": state for rank, state in enumerate(rng_states)},
         }
         save_training_state(self.state_path, tensors, {"step": self.step, "elapsed_s": self.elapsed_s,
+                                                       "world_size": self.context.world_size,
                                                        "optimizer": optim_scalars,
                                                        "config": asdict(self.config)})
 
@@ -146,11 +195,23 @@ class Trainer:
         if not self.state_path.is_file():
             return False
         tensors, metadata = load_training_state(self.state_path)
-        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        saved = metadata.get("config", {})
+        changed = [f"{k}: {saved[k]} -> {getattr(self.config, k)}" for k in RESUME_INVARIANT
+                   if k in saved and saved[k] != getattr(self.config, k)]
+        if changed:
+            raise CrystalgenInputError(f"cannot resume {self.state_path}: training settings changed ({'; '.join(changed)})")
+        if int(metadata.get("world_size", 1)) != self.context.world_size:
+            raise CrystalgenInputError(f"cannot resume {self.state_path}: it was written by "
+                                       f"{metadata.get('world_size', 1)} processes, this run has {self.context.world_size}")
+        try:
+            self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        except RuntimeError as exc:
+            raise CrystalgenInputError(f"cannot resume {self.state_path}: the model does not match it "
+                                       f"({str(exc).splitlines()[0]})") from None
         self.ema.shadow = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
         load_optimizer_tensors(self.optimizer, {k: v for k, v in tensors.items() if k.startswith("optim.")},
                                metadata["optimizer"])
-        self.generator.set_state(tensors["rng"])
+        self.generator.set_state(tensors.get(f"rng.{self.context.rank}", tensors.get("rng")))
         self.step = int(metadata["step"])
         self.elapsed_s = float(metadata.get("elapsed_s", 0.0))
         return True
@@ -163,10 +224,11 @@ class Trainer:
     def run(self, resume: bool = False, time_limit_s: float | None = None) -> dict[str, float]:
         """Train up to ``config.steps`` (or until ``time_limit_s`` of this session has passed; a
         later ``run(resume=True)`` continues); returns the last logged means."""
-        if resume:
-            self.resume()
+        resumed = self.resume() if resume else False
         self.out.mkdir(parents=True, exist_ok=True)
         log_path = self.out / LOG_FILE
+        if self.context.is_main:
+            _truncate_log(log_path, self.step if resumed else 0)
         last_save = time.monotonic()
         sums: dict[str, float] = {}
         accumulated = 0
@@ -183,7 +245,7 @@ class Trainer:
                 losses["loss"].backward()
                 norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
                 self.optimizer.step()
-                self.ema.update(self.model)
+                self.ema.update(self.model, self.step)
                 self.step += 1
                 for name, value in losses.items():
                     sums[name] = sums.get(name, 0.0) + float(value.detach())
@@ -197,22 +259,26 @@ class Trainer:
                     sums, accumulated = {}, 0
                 progress.advance(task)
                 self.elapsed_s = start_elapsed + time.monotonic() - start_time
-                if time.monotonic() - last_save > self.config.checkpoint_every_s:
+                if self._rank0_says(time.monotonic() - last_save > self.config.checkpoint_every_s):
                     self.save()
                     last_save = time.monotonic()
         self.save()
+        if self._tensorboard:
+            self._tensorboard.close()
         return logged
 
-    def _out_of_time(self, start_time: float, time_limit_s: float | None) -> bool:
-        """Whether the session's time is up; under DDP rank 0's clock decides for all, so no rank waits forever."""
-        if time_limit_s is None:
-            return False
-        flag = torch.tensor([float(time.monotonic() - start_time > time_limit_s)])
-        if self.context.world_size > 1:
-            import torch.distributed as dist
+    def _rank0_says(self, condition: bool) -> bool:
+        """Rank 0's value of a clock-based condition, shared by all ranks so that they stop and save together."""
+        if self.context.world_size == 1:
+            return condition
+        import torch.distributed as dist
 
-            dist.broadcast(flag, src=0)
+        flag = torch.tensor([float(condition)])
+        dist.broadcast(flag, src=0)
         return bool(flag.item())
+
+    def _out_of_time(self, start_time: float, time_limit_s: float | None) -> bool:
+        return time_limit_s is not None and self._rank0_says(time.monotonic() - start_time > time_limit_s)
 
     def _log(self, path: Path, row: dict[str, float]) -> None:
         if not self.context.is_main:
