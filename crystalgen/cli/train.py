@@ -110,10 +110,10 @@ def _card(model, family: str, protocol: str, wall_s: float, config_path: Path, o
   counts over the training split), stored in `model.safetensors`. The training structures
   themselves are read from the data directory at load time, never stored here.
 
-## Measured metrics
+## {_metrics_section("csp")}
 
-None measured yet for this checkpoint: the CSP benchmark (`crystalgen benchmark csp`) fills the
-front matter of this card once it has been run on the full test split.
+None measured yet for this checkpoint: `crystalgen benchmark csp --update-card` fills the front
+matter and this section once run on the full test split.
 """
     from crystalgen.generators.diffusion import describe_architecture
 
