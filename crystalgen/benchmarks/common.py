@@ -105,14 +105,19 @@ def metadata_section(meta: dict[str, Any], card: str) -> Section:
 
 
 # ---------------------------------------------------------------------------------- model cards
-def update_card(bench: BenchmarkModel, section: str, values: dict[str, Any], body: str) -> None:
-    """Merge ``values`` into the checkpoint card's front-matter metrics and (re)write its ``## section``."""
+def card_path(bench: BenchmarkModel) -> Path:
+    """The checkpoint's ``card.md``; a one-line error for a model without a checkpoint folder."""
     if bench.checkpoint is None:
         raise CrystalgenInputError(f"model {bench.name!r} has no checkpoint folder whose card could be updated")
-    card_path = bench.checkpoint / CARD_FILE
-    card = card_path.read_text() if card_path.is_file() else ""
+    return bench.checkpoint / CARD_FILE
+
+
+def update_card(bench: BenchmarkModel, section: str, values: dict[str, Any], body: str) -> None:
+    """Merge ``values`` into the checkpoint card's front-matter metrics and (re)write its ``## section``."""
+    path = card_path(bench)
+    card = path.read_text() if path.is_file() else ""
     card = set_card_metrics(card, {**card_metrics(card), **values})
-    atomic_write_text(card_path, set_card_section(card, section, body))
+    atomic_write_text(path, set_card_section(card, section, body))
 
 
 def run_provenance(meta: dict[str, Any]) -> str:

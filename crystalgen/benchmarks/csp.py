@@ -161,7 +161,7 @@ def run_csp_benchmark(settings: CspBenchmarkSettings, out: str | os.PathLike, da
     if settings.sampler_steps is not None:
         bench.model = with_sampler_steps(bench.model, settings.sampler_steps)
     if settings.steps_curve:
-        with_sampler_steps(bench.model, settings.steps_curve[0])  # refuse before any work, not after
+        _require_sampler_steps(bench.model)  # refuse before any work, not after the main run
     run = RunDir(out, {**settings.__dict__, "steps_curve": list(settings.steps_curve),
                        "protocol": bench.protocol.name})
     test = load_split(settings.dataset, bench.protocol.test, data_dir)
@@ -202,10 +202,14 @@ def _sampler_description(model: Generator) -> str:
     return ", ".join(f"{key}={value}" for key, value in sampler.__dict__.items())
 
 
-def with_sampler_steps(model: Generator, steps: int) -> Generator:
-    """The model sampling with ``steps`` reverse steps; refused for models without a step count."""
+def _require_sampler_steps(model: Generator) -> None:
     if not hasattr(model, "with_sampler"):
         raise CrystalgenInputError(f"model {model.name!r} ({model.family}) has no sampler steps to set")
+
+
+def with_sampler_steps(model: Generator, steps: int) -> Generator:
+    """The model sampling with ``steps`` reverse steps; refused for models without a step count."""
+    _require_sampler_steps(model)
     return model.with_sampler(steps=steps)
 
 
@@ -416,4 +420,3 @@ def build_csp_report(bench: BenchmarkModel, settings: CspBenchmarkSettings, metr
     ]))
     sections.append(metadata_section(metrics["metadata"], bench.card))
     return Report(f"CSP benchmark: {bench.name} on {dataset} (k={k})", sections)
-

@@ -15,6 +15,7 @@ from typing import Any
 
 from crystalgen.benchmarks.common import (
     BenchmarkModel,
+    card_path,
     load_benchmark_model,
     metadata_section,
     run_metadata,
@@ -25,7 +26,6 @@ from crystalgen.generators.sampling import sample_resumably
 from crystalgen.runs import RunDir, atomic_write_text, read_csv_rows
 from crystalgen.crystal import Crystal
 from crystalgen.data.loading import parse_cifs
-from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators import Target
 from crystalgen.metrics import GenResult, evaluate_generation
 from crystalgen.metrics.distribution import densities, num_elements
@@ -73,8 +73,8 @@ def run_gen_benchmark(settings: GenBenchmarkSettings, out: str | os.PathLike, da
     """Run (or resume) a generation benchmark into ``out``; returns what ``metrics.json`` holds."""
     start = time.perf_counter()
     bench = load_benchmark_model(settings.model, settings.dataset, settings.protocol, "gen", data_dir)
-    if update_card and bench.checkpoint is None:
-        raise CrystalgenInputError(f"model {bench.name!r} has no checkpoint folder whose card could be updated")
+    if update_card:
+        card_path(bench)  # refuse a model without a card before sampling, not after
     run = RunDir(out, {**settings.__dict__, "protocol": bench.protocol.name})
     run.add_time("load", time.perf_counter() - start)
     with run.timed("sample"):

@@ -20,6 +20,7 @@ Config (YAML, see ``configs/models/diffusion-*.yaml``)::
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Sequence
@@ -217,8 +218,7 @@ class DiffusionGenerator(Generator):
 
     def with_sampler(self, **settings: Any) -> "DiffusionGenerator":
         """This model with other sampler settings (e.g. ``steps=1000``), sharing its weights."""
-        other = object.__new__(DiffusionGenerator)
-        other.__dict__.update(self.__dict__)
+        other = copy.copy(self)
         other.sampler = SamplerConfig(**{**asdict(self.sampler), **settings})
         other.config = {**self.config, "sampling": asdict(other.sampler)}
         return other

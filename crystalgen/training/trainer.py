@@ -11,6 +11,7 @@ uninterrupted one would have; under DDP each rank takes every world_size-th crys
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import time
@@ -25,6 +26,7 @@ from crystalgen.batch import collate
 from crystalgen.crystal import Crystal
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.progress import progress_bar
+from crystalgen.runs import atomic_write_text
 from crystalgen.training.state import (
     STATE_FILE,
     load_optimizer_tensors,
@@ -54,12 +56,11 @@ def _truncate_log(path: Path, step: int) -> None:
         rows = list(csv.DictReader(handle))
     if not rows or all(int(float(r["step"])) <= step for r in rows):
         return
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, list(rows[0]))
-        writer.writeheader()
-        writer.writerows(r for r in rows if int(float(r["step"])) <= step)
-    os.replace(tmp, path)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, list(rows[0]))
+    writer.writeheader()
+    writer.writerows(r for r in rows if int(float(r["step"])) <= step)
+    atomic_write_text(path, text.getvalue())
 
 
 def _tensorboard_writer(out: Path):
@@ -237,8 +238,16 @@ class Trainer:
         with progress_bar(enabled=self.context.is_main) as progress:
             task = progress.add_task("training", total=self.config.steps, completed=self.step)
             while self.step < self.config.steps:
-                if self._out_of_time(start_time, time_limit_s):
+                now = time.monotonic()
+                out_of_time, save_due = self._rank0_says(
+                    time_limit_s is not None and now - start_time > time_limit_s,
+                    now - last_save > self.config.checkpoint_every_s,
+                )
+                if out_of_time:
                     break
+                if save_due:
+                    self.save()
+                    last_save = time.monotonic()
                 batch = collate([self.train[i] for i in self.batch_indices(self.step)])
                 losses = self.wrapped(batch, self.generator)
                 self.optimizer.zero_grad(set_to_none=True)
@@ -259,26 +268,21 @@ class Trainer:
                     sums, accumulated = {}, 0
                 progress.advance(task)
                 self.elapsed_s = start_elapsed + time.monotonic() - start_time
-                if self._rank0_says(time.monotonic() - last_save > self.config.checkpoint_every_s):
-                    self.save()
-                    last_save = time.monotonic()
         self.save()
         if self._tensorboard:
             self._tensorboard.close()
         return logged
 
-    def _rank0_says(self, condition: bool) -> bool:
-        """Rank 0's value of a clock-based condition, shared by all ranks so that they stop and save together."""
+    def _rank0_says(self, *conditions: bool) -> tuple[bool, ...]:
+        """Rank 0's values of clock-based conditions, shared by all ranks (one broadcast) so that
+        they stop and save together."""
         if self.context.world_size == 1:
-            return condition
+            return conditions
         import torch.distributed as dist
 
-        flag = torch.tensor([float(condition)])
-        dist.broadcast(flag, src=0)
-        return bool(flag.item())
-
-    def _out_of_time(self, start_time: float, time_limit_s: float | None) -> bool:
-        return time_limit_s is not None and self._rank0_says(time.monotonic() - start_time > time_limit_s)
+        flags = torch.tensor([float(c) for c in conditions])
+        dist.broadcast(flags, src=0)
+        return tuple(bool(f) for f in flags.tolist())
 
     def _log(self, path: Path, row: dict[str, float]) -> None:
         if not self.context.is_main:
