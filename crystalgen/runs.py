@@ -25,6 +25,8 @@ from typing import Any
 from crystalgen.errors import CrystalgenInputError
 
 RUN_FILE, PROGRESS_FILE = "run.json", "progress.json"
+#: csv module field limit, raised because one CIF cell can exceed its 128 kB default.
+CSV_FIELD_LIMIT = 1 << 28
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -112,7 +114,7 @@ class ResumableCsv:
 
 
 def read_csv_rows(path: Path) -> list[dict[str, str]]:
-    csv.field_size_limit(1 << 28)  # CIF cells are long
+    csv.field_size_limit(CSV_FIELD_LIMIT)
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
 

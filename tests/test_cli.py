@@ -282,11 +282,12 @@ COMMAND_PATHS = _all_command_paths(cli)
 def test_command_tree_is_known():
     expected = {
         ("convert",), ("data",), ("data", "list"), ("data", "info"), ("data", "verify"), ("data", "fetch"),
-        ("data", "find"), ("data", "protocols"), ("sample",), ("models",), ("train",),
-        ("benchmark",), ("benchmark", "csp"), ("benchmark", "gen"),
+        ("data", "find"), ("data", "protocols"), ("sample",), ("models",), ("train",), ("filter",),
+        ("benchmark",), ("benchmark", "csp"), ("benchmark", "gen"), ("benchmark", "surrogate"),
     }
     assert expected <= set(COMMAND_PATHS)
-    assert {p for p in COMMAND_PATHS if p[:1] == ("benchmark",)} == {("benchmark",), ("benchmark", "csp"), ("benchmark", "gen")}
+    assert {p for p in COMMAND_PATHS if p[:1] == ("benchmark",)} == {
+        ("benchmark",), ("benchmark", "csp"), ("benchmark", "gen"), ("benchmark", "surrogate")}
 
 
 @pytest.mark.parametrize("path", COMMAND_PATHS, ids=lambda p: " ".join(p) or "crystalgen")

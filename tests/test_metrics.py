@@ -370,3 +370,45 @@ def test_evaluate_generation_end_to_end(tmp_path):
     assert result.d_prop is not None and result.distribution.n_samples == 3
     payload = json.loads(json.dumps(result.to_dict()))
     assert payload["dataset"] == "mp_20" and "total" in payload["timings_s"]
+
+
+# ------------------------------------------------------------------------------ SMACT: the fast search
+def _smact_reference(key) -> bool:
+    import warnings
+
+    from pymatgen.core.periodic_table import Element
+    from smact.screening import smact_validity
+
+    composition = Composition({Element.from_Z(z): n for z, n in key})
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return bool(smact_validity(composition, use_pauling_test=True, include_alloys=True,
+                                       oxidation_states_set="smact14"))
+    except Exception:
+        return False
+
+
+def _random_keys(count: int, seed: int = 0) -> list[tuple]:
+    """Reduced compositions of 2-4 elements (Z 1-83, noble gases included) with counts up to 6."""
+    from crystalgen.metrics.validity import composition_key
+
+    rng = np.random.default_rng(seed)
+    keys = []
+    for _ in range(count):
+        elements = rng.choice(np.arange(1, 84), size=rng.integers(2, 5), replace=False)
+        counts = rng.integers(1, 7, size=len(elements))
+        keys.append(composition_key(np.repeat(elements, counts)))
+    return list(dict.fromkeys(keys))
+
+
+def test_smact_search_agrees_with_smact_on_random_compositions():
+    from crystalgen.metrics.validity import _smact_valid_cached
+
+    keys = _random_keys(1000)
+    ours = [_smact_valid_cached(k) for k in keys]
+    reference = [_smact_reference(k) for k in keys]
+    disagreements = [k for k, a, b in zip(keys, ours, reference) if a != b]
+    assert not disagreements, disagreements[:5]
+    assert 0.1 < np.mean(reference) < 0.9  # both verdicts are well represented
+

@@ -17,6 +17,7 @@ from crystalgen import __version__
 from crystalgen.cli.benchmark import benchmark
 from crystalgen.cli.convert import convert
 from crystalgen.cli.data import data
+from crystalgen.cli.filter import filter_command
 from crystalgen.cli.sample import models, sample
 from crystalgen.cli.train import train
 from crystalgen.errors import CrystalgenInputError
@@ -31,7 +32,7 @@ def cli() -> None:
     """crystalgen: generate, filter and benchmark crystal structures."""
 
 
-for command in (sample, models, train, benchmark, data, convert):
+for command in (sample, models, filter_command, train, benchmark, data, convert):
     cli.add_command(command)
 
 

@@ -1,4 +1,4 @@
-"""``crystalgen benchmark csp|gen``."""
+"""``crystalgen benchmark csp|gen|surrogate``."""
 
 from __future__ import annotations
 
@@ -97,6 +97,33 @@ def gen(model_name: str, dataset: str, protocol: str | None, num_samples: int, s
     names = ("struct_validity", "comp_validity", "cov_recall", "cov_precision", "uniqueness", "novelty")
     _finish(out, [", ".join(f"{n} {_pct(metrics[n])}" for n in names),
                   f"d_rho {_fmt(metrics['d_rho'])}, d_elem {_fmt(metrics['d_elem'])}"])
+
+
+@benchmark.command()
+@_model
+@_dataset
+@_protocol
+@click.option("--max-e-hull", "max_e_above_hull", type=float, default=0.1, show_default=True,
+              help="Stability threshold (eV/atom) for the precision/recall of E_hull <= threshold.")
+@click.option("--update-card", is_flag=True, help="Write the figures into the checkpoint's card.md.")
+@_out
+@data_dir_option
+def surrogate(model_name: str, dataset: str, protocol: str | None, max_e_above_hull: float, update_card: bool,
+              out: Path, data_dir: str | None) -> None:
+    """Surrogate property model: test MAE, calibration of the ensemble spread, stability precision/recall.
+
+    Writes OUT/metrics.json, OUT/report.md and OUT/report.html.
+    """
+    from crystalgen.benchmarks.surrogate import SurrogateBenchmarkSettings, run_surrogate_benchmark
+
+    metrics = run_surrogate_benchmark(SurrogateBenchmarkSettings(model_name, dataset, protocol, max_e_above_hull),
+                                      out, data_dir, update_card)
+    lines = [f"{name}: MAE {_fmt(m['mae'])}, RMSE {_fmt(m['rmse'])}, n={m['n']}, within 1 std "
+             f"{_pct(m['within_1_std'])}" for name, m in metrics["properties"].items()]
+    if metrics.get("stability"):
+        s = metrics["stability"][0]["surrogate"]
+        lines.append(f"E_hull <= {max_e_above_hull}: precision {_pct(s['precision'])}, recall {_pct(s['recall'])}")
+    _finish(out, lines)
 
 
 def _int_list(text: str, option: str) -> tuple[int, ...]:

@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 
 from crystalgen.cli.data import data_dir_option
+from crystalgen.cli.filter import filter_candidates, filter_config_from_options, print_summary, with_filter_options
 from crystalgen.crystal import Crystal
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators import Target, list_models, load_model
@@ -18,6 +19,7 @@ from crystalgen.representations.cell import space_group_number
 from crystalgen.runs import RunDir
 
 SAMPLES_FILE = "samples.csv"
+FILTER_DIR = "filter"
 #: Console width for ``models`` output that goes to a pipe or file.
 PIPED_WIDTH = 200
 SAMPLE_COLUMNS = ("sample_id", "target", "formula", "spacegroup", "num_atoms", "cif")
@@ -32,13 +34,18 @@ SAMPLE_COLUMNS = ("sample_id", "target", "formula", "spacegroup", "num_atoms", "
 @click.option("-n", "num_samples", type=click.IntRange(min=1), default=1, show_default=True, help="Samples per target.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
+@click.option("--filter", "apply_filter", is_flag=True,
+              help="Run the filter stage on the samples into OUT/filter/ (see `crystalgen filter`).")
+@with_filter_options
 @data_dir_option
 def sample(model_name: str, compositions: tuple[str, ...], compositions_file: Path | None, spacegroup: str | None,
-           num_samples: int, seed: int, out: Path, data_dir: str | None) -> None:
+           num_samples: int, seed: int, out: Path, apply_filter: bool, filter_config: Path | None,
+           surrogate: str | None, max_e_above_hull: float | None, skip: tuple[str, ...], relax: bool | None,
+           data_dir: str | None) -> None:
     """Sample crystals for target compositions and/or a space group.
 
     Writes OUT/samples.csv (sample_id, target, formula, spacegroup, num_atoms, cif) and one CIF per
-    structure in OUT/cifs/. Targets are sampled in batches (one model call each, which is what
+    structure in OUT/cifs/; with --filter, also OUT/filter/filtered.csv and its summary. Targets are sampled in batches (one model call each, which is what
     keeps learned models fast) and rows are appended as each batch finishes; re-running the same
     command resumes after the last finished batch, and a different command into the same OUT is
     refused.
@@ -48,11 +55,20 @@ def sample(model_name: str, compositions: tuple[str, ...], compositions_file: Pa
       crystalgen sample --model template-perov_5 -c SrTiO3 -c BaZrS3 -n 5 --out samples/
     """
     targets = _targets(compositions, compositions_file, spacegroup)
+    filter_settings = (filter_config, surrogate, max_e_above_hull, skip, relax)
+    if not apply_filter and any(s not in (None, (), False) for s in filter_settings):
+        raise CrystalgenInputError("filter options (--filter-config, --surrogate, --max-e-hull, --skip, --relax) need --filter")
     model = load_model(model_name, data_dir)
     for target in targets:  # reject bad targets before any work is done
         model.check_target(target)
     if not model.is_fitted:
         raise CrystalgenInputError(f"model {model_name!r} is an unfitted family; use a checkpoint (see `crystalgen models`)")
+    if apply_filter:  # build the stages (surrogate, data, CHGNet) first: a problem there must not wait for sampling
+        from crystalgen.filters.build import build_stages
+
+        config = filter_config_from_options(*filter_settings)
+        stages, provenance = build_stages(config, model.protocol, data_dir,
+                                          preferred_surrogate=f"surrogate-{model.config.get('dataset')}")
     settings = {"model": model_name, "targets": [t.label for t in targets], "n": num_samples, "seed": seed}
     run = RunDir(out, settings)
     writer = run.csv_writer(SAMPLES_FILE, SAMPLE_COLUMNS)
@@ -74,6 +90,16 @@ def sample(model_name: str, compositions: tuple[str, ...], compositions_file: Pa
     with run.timed("sample"):
         sample_resumably(model, targets, num_samples, seed, writer, rows_for, "sampling")
     console.print(f"wrote {out / SAMPLES_FILE}")
+    if apply_filter:
+        from dataclasses import asdict
+
+        from crystalgen.filters.inputs import read_candidates
+
+        rows, columns = read_candidates(out / SAMPLES_FILE)
+        summary = filter_candidates(rows, columns, stages, provenance, out / FILTER_DIR,
+                                    {"source": str(out / SAMPLES_FILE), "filter": asdict(config),
+                                     "protocol": model.protocol})
+        print_summary(summary, out / FILTER_DIR)
 
 
 def _targets(compositions: tuple[str, ...], path: Path | None, spacegroup: str | None) -> list[Target]:

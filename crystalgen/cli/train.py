@@ -14,14 +14,16 @@ import time
 from pathlib import Path
 
 import click
-import yaml
 
 from crystalgen import __version__
 from crystalgen.cli.data import data_dir_option
+from crystalgen.config_sections import read_yaml_mapping
 from crystalgen.data import load_protocol
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators.registry import FAMILIES, save_model
 from crystalgen.runs import machine_description
+from crystalgen.surrogate.predictor import FAMILY as SURROGATE_FAMILY
+from crystalgen.surrogate.predictor import Surrogate, save_surrogate
 from crystalgen.training.state import STATE_FILE
 from crystalgen.training.trainer import LOG_FILE
 
@@ -43,17 +45,11 @@ SECONDS_PER_MINUTE = 60.0
 def train(config_path: Path, out: Path, resume: bool, time_limit: float | None, threads: int | None,
           data_dir: str | None) -> None:
     """Fit the model described by a config on its data protocol and save it to OUT."""
-    if not config_path.is_file():
-        raise CrystalgenInputError(f"file not found: {config_path}")
-    try:
-        config = yaml.safe_load(config_path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise CrystalgenInputError(f"{config_path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(config, dict):
-        raise CrystalgenInputError(f"{config_path}: a model config is a YAML mapping (family, protocol, ...)")
+    config = read_yaml_mapping(config_path, "a model config (family, protocol, ...)")
     family = config.get("family")
-    if not isinstance(family, str) or family not in FAMILIES:
-        raise CrystalgenInputError(f"{config_path}: unknown family {family!r}; families: {', '.join(FAMILIES)}")
+    if not isinstance(family, str) or family not in (*FAMILIES, SURROGATE_FAMILY):
+        raise CrystalgenInputError(f"{config_path}: unknown family {family!r}; families: "
+                                   f"{', '.join((*FAMILIES, SURROGATE_FAMILY))}")
     if "protocol" not in config:
         raise CrystalgenInputError(f"{config_path}: the config needs a 'protocol'")
     if (out / STATE_FILE).is_file() and not resume:
@@ -65,7 +61,8 @@ def train(config_path: Path, out: Path, resume: bool, time_limit: float | None, 
 
         torch.set_num_threads(threads)
     protocol = load_protocol(config["protocol"])
-    model = FAMILIES[family]({k: v for k, v in config.items() if k != "family"})
+    settings = {k: v for k, v in config.items() if k != "family"}
+    model = Surrogate(settings) if family == SURROGATE_FAMILY else FAMILIES[family](settings)
     start = time.perf_counter()
     if getattr(model, "learned", False):
         model.fit(protocol.name, data_dir, run_dir=out, resume=resume,
@@ -75,7 +72,16 @@ def train(config_path: Path, out: Path, resume: bool, time_limit: float | None, 
     wall = time.perf_counter() - start
     if not _is_main_process():
         return
-    save_model(model, out, _card(model, family, protocol.describe(), wall, config_path, out))
+    if family == SURROGATE_FAMILY:
+        from crystalgen.surrogate.evaluation import heldout_section
+
+        held_out = protocol.load(data_dir, include_test=False).select
+        if held_out:
+            model.calibrate(held_out)
+        card = _card(model, family, protocol.describe(), wall, config_path, out)
+        save_surrogate(model, out, card + heldout_section(model, held_out))
+    else:
+        save_model(model, out, _card(model, family, protocol.describe(), wall, config_path, out))
     summary = getattr(model, "training_summary", {})
     if summary and not summary["finished"]:
         click.echo(f"stopped at step {summary['steps']} of {model.train_config.steps}; "
@@ -96,9 +102,10 @@ def _machine() -> str:
 
 
 def _card(model, family: str, protocol: str, wall_s: float, config_path: Path, out: Path) -> str:
+    task = getattr(model, "task", "property prediction")
     header = f"""# {model.name}
 
-- **Family:** {family} (task: {model.task})
+- **Family:** {family} (task: {task})
 - **Data protocol:** {protocol}
 - **Trained with:** `crystalgen train --config {config_path.as_posix()}` (crystalgen {__version__})
 - **Machine:** {_machine()}
@@ -115,33 +122,45 @@ def _card(model, family: str, protocol: str, wall_s: float, config_path: Path, o
 None measured yet for this checkpoint: `crystalgen benchmark csp --update-card` fills the front
 matter and this section once run on the full test split.
 """
-    from crystalgen.generators.diffusion import describe_architecture
-
     summary = model.training_summary
     train_config = model.train_config
     status = "finished" if summary["finished"] else f"**unfinished** (stopped at step {summary['steps']})"
     processes = summary["processes"]
     structures = summary["steps"] * train_config.batch_size * processes
     rate = structures / summary["wall_s"] if summary["wall_s"] > 0 else float("nan")
-    return header + f"""- **Architecture:** {describe_architecture(model)}
+    training = f"""- **Architecture:** {_architecture(model)}
 - **Training:** {summary['steps']:,} of {train_config.steps:,} steps ({status}), batch {train_config.batch_size}
-  per process x {processes} process(es), AdamW lr {train_config.lr}, EMA decay {train_config.ema_decay}, seed {train_config.seed};
+  per process x {processes} process(es), AdamW lr {train_config.lr} ({train_config.lr_schedule}), EMA decay {train_config.ema_decay}, seed {train_config.seed};
   {summary['train_structures']:,} training structures (about {structures / summary['train_structures']:.1f} epochs)
 - **Training wall time:** {summary['wall_s'] / SECONDS_PER_MINUTE:.1f} min of training steps, summed over resumed
   sessions (data loading and time lost to interruptions not included)
 - **Training throughput:** {rate:.0f} structures/s on the machine above
 - **Weights:** the EMA copy, float32
-- **Sampler:** {model.sampler.steps} steps, {'ancestral' if model.sampler.stochastic else 'probability-flow ODE / DDIM'}, {model.sampler.corrector_steps} corrector steps per step
-
+"""
+    curve = f"""
 ## Training curve
 
 {_curve_table(out / LOG_FILE)}
-
+"""
+    if family == SURROGATE_FAMILY:
+        return header + training + f"- **Properties:** {', '.join(model.properties)}\n" + curve
+    sampler = (f"- **Sampler:** {model.sampler.steps} steps, "
+               f"{'ancestral' if model.sampler.stochastic else 'probability-flow ODE / DDIM'}, "
+               f"{model.sampler.corrector_steps} corrector steps per step\n")
+    return header + training + sampler + curve + f"""
 ## {_metrics_section(model.task)}
 
 None measured yet for this checkpoint: `crystalgen benchmark {model.task} --update-card` fills the
 front matter and this section.
 """
+
+
+def _architecture(model) -> str:
+    if isinstance(model, Surrogate):
+        return model.describe_architecture()
+    from crystalgen.generators.diffusion import describe_architecture
+
+    return describe_architecture(model)
 
 
 def _metrics_section(task: str) -> str:

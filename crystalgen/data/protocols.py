@@ -115,3 +115,10 @@ def load_protocol(name_or_path: str | os.PathLike) -> DataProtocol:
         )
     except (KeyError, TypeError, yaml.YAMLError) as exc:
         raise DatasetError(f"malformed protocol file {path}: {exc}") from None
+
+
+def load_training_split(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None
+                        ) -> tuple[DataProtocol, list]:
+    """A protocol and its training crystals (what every model's ``fit`` starts from)."""
+    spec = load_protocol(name_or_path)
+    return spec, spec.load(data_dir, include_test=False).train

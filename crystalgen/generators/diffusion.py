@@ -28,11 +28,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from crystalgen.config_sections import checked_section, dataclass_defaults, section_dataclass
 from crystalgen.crystal import Crystal, crystals_from_arrays
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators.base import Generator, Target
 from crystalgen.generators.diffusion_model import CrystalDiffusion, DiffusionConfig
 from crystalgen.nn.denoiser import MAX_Z, DenoiserConfig
+from crystalgen.training.fitting import TrainsOnProtocol
 
 #: Atoms per denoiser call while sampling: large enough to keep the matrix products efficient,
 #: small enough that the fully connected edges of mp_20-sized cells stay in a few hundred MB.
@@ -41,8 +43,6 @@ SAMPLE_BATCH_ATOMS = 4096
 #: fixed by the task (see :class:`CrystalDiffusion`), so they are not settable.
 _DENOISER_KEYS = {f.name for f in fields(DenoiserConfig)} - {"num_types", "equivariant_lattice", "crystal_features"}
 _DIFFUSION_KEYS = {f.name for f in fields(DiffusionConfig)} - {"denoiser", "task"}
-#: Settings that may be zero; every other number must be positive.
-_MAY_BE_ZERO = {"weight_decay", "seed", "corrector_steps", "lattice_loss_weight", "type_loss_weight"}
 
 
 @dataclass(frozen=True)
@@ -55,48 +55,14 @@ class SamplerConfig:
     corrector_steps: int = 0
 
 
-def _checked(section: str, values: Any, allowed: dict[str, Any]) -> dict[str, Any]:
-    """Validate a config section against ``allowed`` (name -> default): known keys, the default's
-    type (an int may stand for a float), and a sign; a one-line error otherwise."""
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise CrystalgenInputError(f"config section {section!r} must be a mapping, got {type(values).__name__}")
-    unknown = set(values) - set(allowed)
-    if unknown:
-        raise CrystalgenInputError(f"unknown {section} settings: {', '.join(sorted(map(str, unknown)))}")
-    for key, value in values.items():
-        default = allowed[key]
-        if isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise CrystalgenInputError(f"{section}.{key} must be true or false, got {value!r}")
-            continue
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not number or (isinstance(default, int) and not isinstance(value, int)):
-            hint = " (YAML reads 1e-3 as text: write 0.001 or 1.0e-3)" if isinstance(value, str) else ""
-            raise CrystalgenInputError(f"{section}.{key} must be {type(default).__name__}, got {value!r}{hint}")
-        if value < 0 or (value == 0 and key not in _MAY_BE_ZERO):
-            raise CrystalgenInputError(f"{section}.{key} must be {'>= 0' if key in _MAY_BE_ZERO else '> 0'}, got {value}")
-    return dict(values)
-
-
-def _defaults(cls: type, keys: set[str] | None = None) -> dict[str, Any]:
-    instance = cls()
-    return {f.name: getattr(instance, f.name) for f in fields(cls) if keys is None or f.name in keys}
-
-
 def _build_config(task: str, settings: Any) -> DiffusionConfig:
-    allowed = {**_defaults(DenoiserConfig, _DENOISER_KEYS), **_defaults(DiffusionConfig, _DIFFUSION_KEYS)}
-    settings = _checked("model", settings, allowed)
+    allowed = {**dataclass_defaults(DenoiserConfig, _DENOISER_KEYS), **dataclass_defaults(DiffusionConfig, _DIFFUSION_KEYS)}
+    settings = checked_section("model", settings, allowed)
     denoiser = DenoiserConfig(**{k: v for k, v in settings.items() if k in _DENOISER_KEYS})
     return DiffusionConfig(task=task, denoiser=denoiser, **{k: v for k, v in settings.items() if k in _DIFFUSION_KEYS})
 
 
-def _section(config: dict, key: str, cls: type) -> Any:
-    return cls(**_checked(key, config.get(key), _defaults(cls)))
-
-
-class DiffusionGenerator(Generator):
+class DiffusionGenerator(TrainsOnProtocol, Generator):
     family = "diffusion"
     task = "both"  # per checkpoint: ``config["task"]`` is "csp" or "gen"
     learned = True
@@ -109,8 +75,8 @@ class DiffusionGenerator(Generator):
         if self.task not in ("csp", "gen"):
             raise CrystalgenInputError(f"diffusion task must be 'csp' or 'gen', got {self.task!r}")
         self.model = CrystalDiffusion(_build_config(self.task, self.config.get("model")))
-        self.train_config: TrainConfig = _section(self.config, "training", TrainConfig)
-        self.sampler: SamplerConfig = _section(self.config, "sampling", SamplerConfig)
+        self.train_config: TrainConfig = section_dataclass(self.config, "training", TrainConfig)
+        self.sampler: SamplerConfig = section_dataclass(self.config, "sampling", SamplerConfig)
         self._fitted = False
         #: Set by :meth:`fit`: training steps done, seconds spent, the last logged losses.
         self.training_summary: dict[str, Any] = {}
@@ -120,38 +86,19 @@ class DiffusionGenerator(Generator):
     def is_fitted(self) -> bool:
         return self._fitted
 
-    def fit(self, protocol: str, data_dir: str | os.PathLike | None = None, run_dir: str | os.PathLike | None = None,
-            resume: bool = False, time_limit_s: float | None = None) -> None:
-        """Train on the protocol's training split; ``run_dir`` keeps the resumable training state and log."""
-        from crystalgen.data import load_protocol
-
-        spec = load_protocol(protocol)
-        train = spec.load(data_dir, include_test=False).train
-        self.config.update({"protocol": spec.name, "dataset": spec.dataset})
-        self.fit_crystals(train, run_dir, resume, time_limit_s)
-
     def fit_crystals(self, train: Sequence[Crystal], run_dir: str | os.PathLike | None = None, resume: bool = False,
                      time_limit_s: float | None = None) -> None:
         """Train on the given crystals (what :meth:`fit` does once it has loaded the protocol's split)."""
-        import tempfile
-
-        from crystalgen.training import DistributedContext, Trainer
+        from crystalgen.training import train_model
 
         self.config.setdefault("max_atoms", max(c.num_atoms for c in train))
         self.model.set_statistics(
             torch.as_tensor(np.stack([c.lattice for c in train]), dtype=torch.float32),
             torch.as_tensor([c.num_atoms for c in train]),
         )
-        with tempfile.TemporaryDirectory() as scratch:
-            trainer = Trainer(self.model, train, self.train_config, run_dir or scratch,
-                              DistributedContext.from_environment())
-            logged = trainer.run(resume=resume, time_limit_s=time_limit_s)
-        self.model.load_state_dict(trainer.ema.shadow)  # ship (and sample from) the EMA weights
-        self.model.eval()
+        # ships (and samples from) the EMA weights
+        self.training_summary = train_model(self.model, train, self.train_config, run_dir, resume, time_limit_s)
         self._fitted = True
-        self.training_summary = {"steps": trainer.step, "wall_s": trainer.elapsed_s, "finished": trainer.finished,
-                                 "train_structures": len(train), "processes": trainer.context.world_size,
-                                 "last_losses": logged}
 
     def state(self) -> dict[str, Any]:
         return {k: v.detach().float() if v.is_floating_point() else v.detach() for k, v in self.model.state_dict().items()}

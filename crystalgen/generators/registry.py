@@ -23,6 +23,7 @@ from crystalgen.generators.checkpoint import (
 )
 from crystalgen.generators.diffusion import DiffusionGenerator
 from crystalgen.generators.template import TemplateGenerator
+from crystalgen.surrogate.predictor import FAMILY as SURROGATE_FAMILY
 
 #: family name -> class. Add a new generator family here.
 FAMILIES: dict[str, type[Generator]] = {
@@ -31,10 +32,17 @@ FAMILIES: dict[str, type[Generator]] = {
 }
 
 
+#: Checkpoint families that are not generators (listed by ``crystalgen models``, not sampled from).
+PROPERTY_MODELS = (SURROGATE_FAMILY,)
+
+
 def _family_class(family: str) -> type[Generator]:
     try:
         return FAMILIES[family]
     except KeyError:
+        if family in PROPERTY_MODELS:
+            raise CrystalgenInputError(f"a {family} checkpoint is a property model, not a generator; "
+                                       f"use it with `crystalgen filter --surrogate`") from None
         raise CrystalgenInputError(f"unknown generator family {family!r}; families: {', '.join(FAMILIES)}") from None
 
 
@@ -78,7 +86,7 @@ def list_models() -> list[GeneratorInfo]:
             GeneratorInfo(
                 name=config.get("name", folder.name),
                 family=config.get("family", "?"),
-                task=config.get("task", "?"),
+                task=config.get("task", "property" if config.get("family") in PROPERTY_MODELS else "?"),
                 dataset=config.get("dataset"),
                 protocol=config.get("protocol"),
                 metrics=card_metrics(card),

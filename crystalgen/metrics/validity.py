@@ -31,6 +31,8 @@ MIN_DISTANCE = 0.5
 MIN_VOLUME = 0.1
 #: smact's classic oxidation-state table, the one the published figures used.
 SMACT_OXIDATION_STATES = "smact14"
+#: The smact.Element attribute holding that table.
+SMACT_STATES_ATTRIBUTE = "oxidation_states_smact14"
 #: Below this volume (Å^3) a lattice is treated as singular and not LLL-reduced.
 SINGULAR_VOLUME = 1e-8
 
@@ -131,6 +133,47 @@ def _key_from_any(composition: Any) -> CompositionKey:
 
 
 @lru_cache(maxsize=None)
+def _smact_element(z: int) -> tuple[tuple[int, ...], float | None, bool]:
+    """smact's data for one element: its smact14 oxidation states, Pauling electronegativity, and
+    whether smact counts it as a metal."""
+    from pymatgen.core.periodic_table import Element
+    from smact import Element as SmactElement
+    from smact import metals
+
+    symbol = Element.from_Z(z).symbol
+    try:
+        element = SmactElement(symbol)
+        return tuple(getattr(element, SMACT_STATES_ATTRIBUTE) or ()), element.pauling_eneg, symbol in metals
+    except Exception:  # an element smact has no data for
+        return (), None, symbol in metals
+
+
+def _smact_search(key: CompositionKey) -> bool | None:
+    """``smact_validity(..., use_pauling_test=True, include_alloys=True, "smact14")``, decided without
+    its loop over every combination of oxidation states (seconds for a generated ten-element
+    composition); ``None`` where data is missing and smact itself must decide.
+
+    smact accepts one element, all metals, or one oxidation state per element such that the charges
+    cancel and every cation is less electronegative than every anion. The last means: for some x
+    (the smallest anion electronegativity), elements below x take states >= 0 and the others
+    states <= 0; for each candidate x, the set of reachable total charges says whether 0 is reachable.
+    ``tests/test_metrics.py`` compares the verdicts with smact's on 1,000 random compositions."""
+    data = [_smact_element(z) for z, _ in key]
+    if len(key) == 1 or all(is_metal for _, _, is_metal in data):
+        return True
+    if any(eneg is None for _, eneg, _ in data):
+        return None
+    for split in sorted({eneg for _, eneg, _ in data}) + [float("inf")]:
+        charges = {0}
+        for (_, count), (states, eneg, _) in zip(key, data):
+            allowed = [s for s in states if (s >= 0 if eneg < split else s <= 0)]
+            charges = {total + count * state for total in charges for state in allowed}
+        if 0 in charges:
+            return True
+    return False
+
+
+@lru_cache(maxsize=None)
 def _smact_valid_cached(key: CompositionKey) -> bool:
     from pymatgen.core import Composition
     from pymatgen.core.periodic_table import Element
@@ -138,6 +181,9 @@ def _smact_valid_cached(key: CompositionKey) -> bool:
 
     if not key:
         return False
+    verdict = _smact_search(key)
+    if verdict is not None:
+        return verdict
     composition = Composition({Element.from_Z(z): n for z, n in key})
     try:
         with warnings.catch_warnings():

@@ -81,6 +81,13 @@ def _md_cell(value: str) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def table_markdown(table: Table) -> str:
+    """A Markdown table (caption not included)."""
+    lines = ["| " + " | ".join(_md_cell(c) for c in table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in table.rows]
+    return "\n".join(lines)
+
+
 def to_markdown(report: Report) -> str:
     lines = [f"# {report.title}", ""]
     for section in report.sections:
@@ -94,10 +101,7 @@ def to_markdown(report: Report) -> str:
             elif isinstance(block, Table):
                 if block.caption:
                     lines += [block.caption, ""]
-                lines.append("| " + " | ".join(_md_cell(c) for c in block.columns) + " |")
-                lines.append("|" + "---|" * len(block.columns))
-                lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows]
-                lines.append("")
+                lines += [table_markdown(block), ""]
             else:
                 lines += [f"![{block.caption or block.name}]({FIGURES_DIR}/{block.name}.png)", ""]
                 if block.caption:

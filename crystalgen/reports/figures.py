@@ -105,3 +105,32 @@ def line_plot(xs: Sequence[float], ys: Sequence[float], xlabel: str, ylabel: str
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     return _png(fig)
+
+
+def funnel_plot(stages: Sequence[str], remaining: Sequence[int]) -> bytes:
+    """Horizontal bars: candidates left after each filter stage, first stage on top."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(FIGSIZE[0], 0.45 * len(stages) + 1.0))
+    positions = np.arange(len(stages))[::-1]
+    ax.barh(positions, remaining, color="tab:blue")
+    total = max(remaining[0], 1) if len(remaining) else 1
+    for y, value in zip(positions, remaining):
+        ax.text(value, y, f" {value:,} ({100 * value / total:.1f}%)", va="center")
+    ax.set_yticks(positions, list(stages))
+    ax.set_xlabel("candidates remaining")
+    ax.set_xlim(0, total * 1.25)
+    return _png(fig)
+
+
+def calibration_plot(predicted_std: Sequence[float], observed_rmse: Sequence[float], quantity: str) -> bytes:
+    """Observed RMSE against the predicted std per bin, with the y = x line of perfect calibration."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    ax.plot(predicted_std, observed_rmse, marker="o", label="RMSE of the ensemble mean")
+    top = max([*predicted_std, *observed_rmse, 1e-6])
+    ax.plot([0, top], [0, top], linestyle="--", color="grey", label="perfect calibration")
+    ax.set_xlabel(f"predicted std ({quantity}), quantile bins")
+    ax.set_ylabel("observed error")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _png(fig)

@@ -38,9 +38,12 @@ from crystalgen.training.state import (
 LOG_FILE = "metrics.csv"
 #: Steps over which the EMA decay ramps up to its configured value (see :class:`EMA`).
 EMA_WARMUP = 10
-#: Training settings a resumed run must share with the saved one (the step budget and the
-#: checkpoint/log cadence may change between sessions).
-RESUME_INVARIANT = ("batch_size", "lr", "weight_decay", "grad_clip", "ema_decay", "seed")
+#: Training settings a resumed run must share with the saved one (the checkpoint/log cadence may
+#: change between sessions, and with a constant learning rate the step budget too).
+RESUME_INVARIANT = ("batch_size", "lr", "lr_schedule", "weight_decay", "grad_clip", "ema_decay", "seed")
+#: ... and, with a decaying schedule, the step budget it decays over.
+SCHEDULE_INVARIANT = ("steps", "warmup_steps")
+LR_SCHEDULES = ("constant", "cosine")
 TENSORBOARD_DIR = "tensorboard"
 
 
@@ -83,6 +86,23 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every_s: float = 300.0
     log_every: int = 50
+    #: "constant", or "cosine": decay from ``lr`` to 0 over ``steps`` (after a linear warm-up).
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise CrystalgenInputError(f"training.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
+                                       f"got {self.lr_schedule!r}")
+
+    def learning_rate(self, step: int) -> float:
+        """The rate at ``step``: a pure function of the step, so a resumed run needs no scheduler state."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        if self.lr_schedule == "constant":
+            return self.lr
+        progress = min(1.0, (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps))
+        return 0.5 * self.lr * (1.0 + math.cos(math.pi * progress))
 
 
 @dataclass
@@ -197,7 +217,9 @@ class Trainer:
             return False
         tensors, metadata = load_training_state(self.state_path)
         saved = metadata.get("config", {})
-        changed = [f"{k}: {saved[k]} -> {getattr(self.config, k)}" for k in RESUME_INVARIANT
+        # a cosine schedule is laid out over the step budget, so that budget is fixed too
+        invariant = RESUME_INVARIANT + (SCHEDULE_INVARIANT if self.config.lr_schedule != "constant" else ())
+        changed = [f"{k}: {saved[k]} -> {getattr(self.config, k)}" for k in invariant
                    if k in saved and saved[k] != getattr(self.config, k)]
         if changed:
             raise CrystalgenInputError(f"cannot resume {self.state_path}: training settings changed ({'; '.join(changed)})")
@@ -249,6 +271,8 @@ class Trainer:
                     self.save()
                     last_save = time.monotonic()
                 batch = collate([self.train[i] for i in self.batch_indices(self.step)])
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.config.learning_rate(self.step)
                 losses = self.wrapped(batch, self.generator)
                 self.optimizer.zero_grad(set_to_none=True)
                 losses["loss"].backward()
@@ -299,3 +323,18 @@ class Trainer:
             if new:
                 writer.writeheader()
             writer.writerow({k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v) for k, v in row.items()})
+
+
+def train_model(model: nn.Module, train: Sequence[Crystal], config: TrainConfig, run_dir: str | os.PathLike | None = None,
+                resume: bool = False, time_limit_s: float | None = None) -> dict:
+    """Run the training loop on ``model`` (in ``run_dir``, or a scratch folder), then load the EMA
+    weights into it; returns the summary a model card reports."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer = Trainer(model, train, config, run_dir or scratch, DistributedContext.from_environment())
+        logged = trainer.run(resume=resume, time_limit_s=time_limit_s)
+    model.load_state_dict(trainer.ema.shadow)
+    model.eval()
+    return {"steps": trainer.step, "wall_s": trainer.elapsed_s, "finished": trainer.finished,
+            "train_structures": len(train), "processes": trainer.context.world_size, "last_losses": logged}
