@@ -1,4 +1,5 @@
-"""``crystalgen train``: fit a generator from a model config; OUT becomes its checkpoint folder.
+"""``crystalgen train``: fit a generator (or, with ``family: surrogate``, a surrogate property
+model) from a model config; OUT becomes its checkpoint folder.
 
 Learned families also keep their resumable training state (``train_state.safetensors``) and
 training log (``metrics.csv``) in OUT, so ``--resume`` continues an interrupted run. For several
@@ -44,7 +45,9 @@ SECONDS_PER_MINUTE = 60.0
 @data_dir_option
 def train(config_path: Path, out: Path, resume: bool, time_limit: float | None, threads: int | None,
           data_dir: str | None) -> None:
-    """Fit the model described by a config on its data protocol and save it to OUT."""
+    """Fit the model described by a config on its data protocol and save it to OUT.
+
+    Surrogates are also calibrated on the protocol's held-out split before they are saved."""
     config = read_yaml_mapping(config_path, "a model config (family, protocol, ...)")
     family = config.get("family")
     if not isinstance(family, str) or family not in (*FAMILIES, SURROGATE_FAMILY):
