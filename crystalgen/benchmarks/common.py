@@ -114,7 +114,11 @@ def card_path(bench: BenchmarkModel) -> Path:
 
 def update_card(bench: BenchmarkModel, section: str, values: dict[str, Any], body: str) -> None:
     """Merge ``values`` into the checkpoint card's front-matter metrics and (re)write its ``## section``."""
-    path = card_path(bench)
+    update_card_file(card_path(bench), section, values, body)
+
+
+def update_card_file(path: Path, section: str, values: dict[str, Any], body: str) -> None:
+    """:func:`update_card` for a card file given by path (any checkpoint, generator or not)."""
     card = path.read_text() if path.is_file() else ""
     card = set_card_metrics(card, {**card_metrics(card), **values})
     atomic_write_text(path, set_card_section(card, section, body))

@@ -178,10 +178,9 @@ def _report(model, protocol, metrics: dict[str, Any], errors: dict[str, Property
 
 
 def _update_card(checkpoint: Path, protocol, metrics: dict[str, Any]) -> None:
-    from crystalgen.generators.checkpoint import CARD_FILE, card_metrics, set_card_metrics, set_card_section
+    from crystalgen.benchmarks.common import run_provenance, update_card_file
+    from crystalgen.generators.checkpoint import CARD_FILE
 
-    path = checkpoint / CARD_FILE
-    card = path.read_text() if path.is_file() else ""
     values = {f"{protocol.dataset}_{name}_test_mae": round(m["mae"], 5) for name, m in metrics["properties"].items()}
     body = [f"On the full {protocol.name} test split, `crystalgen benchmark surrogate` "
             f"(report in docs/reports/{checkpoint.name}/). Ensemble mean; std: the ensemble spread calibrated on the "
@@ -198,8 +197,6 @@ def _update_card(checkpoint: Path, protocol, metrics: dict[str, Any]) -> None:
                     f"({s['actually_stable']:,} positives): precision {100 * s['precision']:.1f}%, recall "
                     f"{100 * s['recall']:.1f}% (true DFT formation energies against the same training hull: "
                     f"{100 * o['precision']:.1f}% / {100 * o['recall']:.1f}%).")
-    wall = ", ".join(f"{k} {v:.0f} s" for k, v in metrics["run"]["wall_s"].items())
-    body.append(f"- Wall time: {wall}, on {metrics['run']['machine']['cpu']} ({metrics['run']['machine']['cores']} cores).")
-    card = set_card_metrics(card, {**card_metrics(card), **values})
-    atomic_write_text(path, set_card_section(card, CARD_SECTION, "\n".join(body)))
+    body.append(f"- {run_provenance(metrics['run'])}")
+    update_card_file(checkpoint / CARD_FILE, CARD_SECTION, values, "\n".join(body))
 

@@ -79,10 +79,9 @@ def train(config_path: Path, out: Path, resume: bool, time_limit: float | None, 
         from crystalgen.surrogate.evaluation import heldout_section
 
         held_out = protocol.load(data_dir, include_test=False).select
-        if held_out:
-            model.calibrate(held_out)
+        errors = model.calibrate(held_out) if held_out else {}
         card = _card(model, family, protocol.describe(), wall, config_path, out)
-        save_surrogate(model, out, card + heldout_section(model, held_out))
+        save_surrogate(model, out, card + heldout_section(model, errors, len(held_out)))
     else:
         save_model(model, out, _card(model, family, protocol.describe(), wall, config_path, out))
     summary = getattr(model, "training_summary", {})
@@ -131,7 +130,7 @@ matter and this section once run on the full test split.
     processes = summary["processes"]
     structures = summary["steps"] * train_config.batch_size * processes
     rate = structures / summary["wall_s"] if summary["wall_s"] > 0 else float("nan")
-    training = f"""- **Architecture:** {_architecture(model)}
+    training = f"""- **Architecture:** {model.describe_architecture()}
 - **Training:** {summary['steps']:,} of {train_config.steps:,} steps ({status}), batch {train_config.batch_size}
   per process x {processes} process(es), AdamW lr {train_config.lr} ({train_config.lr_schedule}), EMA decay {train_config.ema_decay}, seed {train_config.seed};
   {summary['train_structures']:,} training structures (about {structures / summary['train_structures']:.1f} epochs)
@@ -156,14 +155,6 @@ matter and this section once run on the full test split.
 None measured yet for this checkpoint: `crystalgen benchmark {model.task} --update-card` fills the
 front matter and this section.
 """
-
-
-def _architecture(model) -> str:
-    if isinstance(model, Surrogate):
-        return model.describe_architecture()
-    from crystalgen.generators.diffusion import describe_architecture
-
-    return describe_architecture(model)
 
 
 def _metrics_section(task: str) -> str:

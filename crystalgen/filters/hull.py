@@ -22,6 +22,7 @@ import numpy as np
 
 from crystalgen.crystal import Crystal
 from crystalgen.errors import CrystalgenInputError
+from crystalgen.metrics.validity import composition_key
 
 REFERENCE_KINDS = ("formation", "total")
 #: Element fractions are rounded to this many digits for the per-composition cache key.
@@ -33,8 +34,7 @@ Counts = tuple[tuple[int, int], ...]
 def element_counts(item: "Crystal | str | dict | Counts") -> Counts:
     """((Z, count), ...) of a crystal, a formula, a {symbol or Z: amount} mapping or a key."""
     if isinstance(item, Crystal):
-        z, counts = np.unique(item.atomic_numbers, return_counts=True)
-        return tuple(zip(z.tolist(), counts.tolist()))
+        return composition_key(item)  # reduced counts: the same element fractions
     if isinstance(item, tuple):
         return item
     from pymatgen.core import Composition

@@ -163,6 +163,14 @@ class DiffusionGenerator(TrainsOnProtocol, Generator):
             start = stop
         return crystals
 
+    def describe_architecture(self) -> str:
+        """One line for a card: parameter count and the main sizes."""
+        config = self.model.config
+        parameters = sum(p.numel() for p in self.model.parameters())
+        return (f"{parameters:,} parameters; denoiser hidden {config.denoiser.hidden}, {config.denoiser.layers} "
+                f"message-passing layers, {config.denoiser.fourier_frequencies} Fourier frequencies; "
+                f"torus sigma {config.sigma_min}-{config.sigma_max}")
+
     def with_sampler(self, **settings: Any) -> "DiffusionGenerator":
         """This model with other sampler settings (e.g. ``steps=1000``), sharing its weights."""
         other = copy.copy(self)
@@ -171,13 +179,4 @@ class DiffusionGenerator(TrainsOnProtocol, Generator):
         return other
 
 
-def describe_architecture(model: DiffusionGenerator) -> str:
-    """One line for a card: parameter count and the main sizes."""
-    config = model.model.config
-    parameters = sum(p.numel() for p in model.model.parameters())
-    return (f"{parameters:,} parameters; denoiser hidden {config.denoiser.hidden}, {config.denoiser.layers} "
-            f"message-passing layers, {config.denoiser.fourier_frequencies} Fourier frequencies; "
-            f"torus sigma {config.sigma_min}-{config.sigma_max}")
-
-
-__all__ = ["DiffusionGenerator", "SamplerConfig", "describe_architecture"]
+__all__ = ["DiffusionGenerator", "SamplerConfig"]

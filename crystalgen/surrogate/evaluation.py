@@ -91,21 +91,21 @@ def property_errors(model: Surrogate, crystals: Sequence[Crystal]) -> dict[str, 
     return result
 
 
-def heldout_section(model: Surrogate, held_out: Sequence[Crystal]) -> str:
-    """A card section with the errors on the protocol's selection (held-out) split, and the std
-    calibration fitted there."""
-    if not held_out:
+def heldout_section(model: Surrogate, errors: dict[str, PropertyErrors], structures: int) -> str:
+    """A card section with the errors on the protocol's selection (held-out) split of ``structures``
+    crystals (as :meth:`Surrogate.calibrate` returns them), and the std calibration fitted there."""
+    if not structures:
         return "\n## Held-out errors\n\nThe protocol has no selection split; the spread is uncalibrated.\n"
     lines = ["", "## Held-out errors", "",
-             f"On the protocol's selection split ({len(held_out):,} structures, never trained on); the test "
+             f"On the protocol's selection split ({structures:,} structures, never trained on); the test "
              "split is measured by `crystalgen benchmark surrogate`. The reported std is the ensemble spread "
              "mapped to sqrt((scale std)^2 + floor^2), with scale and floor fitted on this split by Gaussian "
              "likelihood.", "",
              "| property | n | MAE | RMSE | Spearman(|error|, std) | std scale | std floor |", "|---|---|---|---|---|---|---|"]
     calibration = model.config.get("calibration") or {}
-    for name, errors in property_errors(model, held_out).items():
+    for name, e in errors.items():
         fitted = calibration.get(name, {})
-        lines.append(f"| {name} | {errors.n:,} | {errors.mae:.4f} | {errors.rmse:.4f} | "
-                     f"{errors.spearman_error_std:.3f} | {fitted.get('scale', 1.0):.3f} | {fitted.get('floor', 0.0):.4f} |")
+        lines.append(f"| {name} | {e.n:,} | {e.mae:.4f} | {e.rmse:.4f} | "
+                     f"{e.spearman_error_std:.3f} | {fitted.get('scale', 1.0):.3f} | {fitted.get('floor', 0.0):.4f} |")
     return "\n".join(lines) + "\n"
 

@@ -17,7 +17,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from crystalgen.crystal import Crystal
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.nn.denoiser import MAX_Z
 from crystalgen.training.fitting import TrainsOnProtocol
+
+if TYPE_CHECKING:
+    from crystalgen.surrogate.evaluation import PropertyErrors
 from crystalgen.surrogate.model import EncoderConfig, SurrogateConfig, SurrogateEnsemble
 
 FAMILY = "surrogate"
@@ -108,15 +111,17 @@ class Surrogate(TrainsOnProtocol):
             return ensemble_std
         return np.sqrt((fitted["scale"] * ensemble_std) ** 2 + fitted["floor"] ** 2)
 
-    def calibrate(self, held_out: Sequence[Crystal]) -> None:
-        """Fit each property's (scale, floor) by Gaussian likelihood of the held-out errors."""
+    def calibrate(self, held_out: Sequence[Crystal]) -> dict[str, "PropertyErrors"]:
+        """Fit each property's (scale, floor) by Gaussian likelihood of the held-out errors; returns
+        those errors (with the raw spread, whose ranking the calibration keeps)."""
         from crystalgen.surrogate.evaluation import fit_std_calibration, property_errors
 
         self.config.pop("calibration", None)
-        fitted = {name: fit_std_calibration(errors) for name, errors in property_errors(self, held_out).items()
-                  if errors.n}
+        errors = property_errors(self, held_out)
+        fitted = {name: fit_std_calibration(e) for name, e in errors.items() if e.n}
         self.config["calibration"] = {name: {"scale": round(a, 6), "floor": round(b, 6), "n": n}
                                       for name, (a, b, n) in fitted.items()}
+        return errors
 
     # ------------------------------------------------------------------ persistence
     def state(self) -> dict[str, torch.Tensor]:
