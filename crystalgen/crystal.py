@@ -108,6 +108,18 @@ class Crystal:
             dict(self.properties),
         )
 
+    def right_handed(self) -> "Crystal":
+        """The same crystal (same Cartesian positions) on a right-handed cell.
+
+        Encodings that keep only lengths and angles (or the metric) rebuild a right-handed cell, so a
+        left-handed one (det < 0, as POSCAR and ASE allow) must be flipped first or it decodes as its
+        mirror image. Negating all three lattice vectors and the fractional coordinates keeps every
+        atom where it is and flips the sign of the determinant.
+        """
+        if np.linalg.det(self.lattice) >= 0:
+            return self
+        return Crystal(-self.lattice, -self.frac_coords, self.atomic_numbers.copy(), self.id, dict(self.properties))
+
     def __repr__(self) -> str:
         label = f"{self.id}, " if self.id else ""
         return f"Crystal({label}{self.formula}, {self.num_atoms} atoms, V={self.volume:.2f} Å^3)"
@@ -163,7 +175,8 @@ class Crystal:
         """P1 CIF of this exact cell. See :mod:`crystalgen.representations.cif` for a symmetric CIF."""
         from pymatgen.io.cif import CifWriter
 
-        return str(CifWriter(self.to_structure(), significant_figures=TEXT_PRECISION))
+        # CIF stores lengths and angles only, which readers build into a right-handed cell.
+        return str(CifWriter(self.right_handed().to_structure(), significant_figures=TEXT_PRECISION))
 
     @classmethod
     def from_poscar(cls, text: str, id: str | None = None) -> "Crystal":

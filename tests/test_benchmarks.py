@@ -394,6 +394,8 @@ def test_gen_metrics(gen_run):
     assert metrics["uniqueness"] == len(set(formulas)) / 5
     for name in ("cov_recall", "cov_precision"):
         assert 0.0 <= metrics[name] <= 1.0
+    # d_E: the shipped surrogate-perov_5's heat_ref on the samples against the test structures
+    assert metrics["d_prop"] is not None and metrics["d_prop"] > 0.0
     assert "struct_validity 100.00%" in gen_run.result.stdout and "novelty 0.00%" in gen_run.result.stdout
 
 
@@ -402,6 +404,7 @@ def test_gen_report(gen_run):
     page = (gen_run.out / "report.html").read_text()
     assert "DiffCSP (published)" in md and "CDVAE (published)" in md
     assert "memorisation reference" in md
+    assert "`heat_ref` as predicted by `surrogate-perov_5`" in md
     assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", page, re.IGNORECASE)
     assert all(s.startswith("data:image/png;base64,") for s in re.findall(r'<img[^>]*\ssrc="([^"]*)"', page))
     assert {p.stem for p in (gen_run.out / "figures").glob("*.png")} == {"density", "num_elements", "num_atoms"}
@@ -437,6 +440,18 @@ def test_gen_update_card_records_the_figures(gen_run, own_ckpt, synthetic_perov_
     assert values["perov_5_gen_novelty"] == 0.0  # template samples are training copies
     assert "## Measured generation metrics" in card and "a quick run" in card
     assert "# card\n\nA test model.\n" in card  # the body is kept
+
+
+def test_d_e_uses_the_datasets_shipped_surrogate(nacl):
+    from crystalgen.benchmarks.gen import surrogate_property
+    from crystalgen.surrogate.predictor import load_surrogate
+
+    predict, note = surrogate_property("mp_20")
+    expected = load_surrogate("surrogate-mp_20").predict([nacl])["formation_energy_per_atom"][0]
+    np.testing.assert_allclose(predict([nacl]), expected)
+    assert "`formation_energy_per_atom` as predicted by `surrogate-mp_20`" in note
+    predict, note = surrogate_property("no_such_dataset")
+    assert predict is None and "no `surrogate-no_such_dataset`" in note
 
 
 # ------------------------------------------------------------------------------ rundir

@@ -374,12 +374,6 @@ def test_data_find_on_a_toy_dataset(toy_dataset, capsys, criteria, expected):
     assert f"{len(expected)} match(es)" in result.stdout
 
 
-@pytest.mark.xfail(
-    reason="BUG: `data find` builds tab-separated rows but prints them through rich, which expands the "
-    "tabs to spaces, so the output cannot be split on tabs (cut -f2) as the code intends",
-    strict=True,
-    raises=AssertionError,
-)
 def test_data_find_output_is_tab_separated(toy_dataset, capsys):
     result = run_main(["data", "find", "toy", "--formula", "NaCl", "--data-dir", str(toy_dataset)], capsys)
     assert result.returncode == 0

@@ -116,6 +116,19 @@ def test_copy_is_independent(nacl):
 
 
 # ------------------------------------------------------------------------------ round trips
+def test_right_handed_keeps_atoms_and_flips_only_left_handed_cells(any_crystal):
+    assert any_crystal.right_handed() is any_crystal or np.linalg.det(any_crystal.lattice) < 0
+    left = Crystal(-any_crystal.lattice, -any_crystal.frac_coords, any_crystal.atomic_numbers, "x", {"e": 1.0})
+    right = left.right_handed()
+    assert np.linalg.det(right.lattice) > 0
+    np.testing.assert_allclose(right.lattice, any_crystal.lattice)
+    # the same Cartesian positions, up to whole lattice vectors
+    shift = (right.cart_coords - left.cart_coords) @ np.linalg.inv(right.lattice)
+    np.testing.assert_allclose(shift, np.round(shift), atol=1e-9)
+    np.testing.assert_array_equal(right.atomic_numbers, left.atomic_numbers)
+    assert right.id == "x" and right.properties == {"e": 1.0}
+
+
 def test_pymatgen_round_trip_is_exact(any_crystal):
     s = any_crystal.to_structure()
     back = Crystal.from_structure(s, id="abc", properties={"e": -1.5})

@@ -16,10 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TEXTBOOK_NAMES, make_textbook
+from conftest import TEXTBOOK_NAMES, assert_one_line_error, make_textbook, run_main
+from crystalgen.crystal import Crystal
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators import Target
 from crystalgen.generators.diffusion import DiffusionGenerator
+from crystalgen.generators.registry import save_model
 
 torch.set_num_threads(1)
 
@@ -201,6 +203,37 @@ def test_gen_atom_counts_follow_the_training_distribution(gen_model):
     for n in (8, 8, 5, 4):
         expected[n] += 0.25
     assert torch.allclose(distribution, expected)
+
+
+def test_sample_cli_without_targets_generates_from_scratch(gen_model, tmp_path, capsys):
+    """``crystalgen sample -n N`` with no target draws N unconditional crystals, the same ones as
+    ``benchmark gen`` (one target per sample, batch seeds from ``--seed``)."""
+    checkpoint = save_model(gen_model, tmp_path / "gen", card="# gen\n")
+    out = tmp_path / "samples"
+    result = run_main(["sample", "--model", str(checkpoint), "-n", "5", "--seed", "2", "--out", str(out)], capsys)
+    assert result.returncode == 0, result.stderr
+    csv.field_size_limit(1 << 28)
+    with open(out / "samples.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["sample_id"] for r in rows] == [f"t{i:04d}-000" for i in range(5)]
+    assert {r["target"] for r in rows} == {"unconditional"}
+    expected = [group[0] for group in gen_model.sample([Target()] * 5, n=1, seed=2)]
+    for row, want in zip(rows, expected):
+        got = Crystal.from_cif(row["cif"])
+        assert got.formula == want.formula and int(row["num_atoms"]) == want.num_atoms
+        np.testing.assert_allclose(got.volume, want.volume, rtol=1e-5)
+
+
+def test_sample_cli_without_targets_needs_a_from_scratch_model(csp_model, tmp_path, capsys):
+    checkpoint = save_model(csp_model, tmp_path / "csp", card="# csp\n")
+    result = run_main(["sample", "--model", str(checkpoint), "--out", str(tmp_path / "s")], capsys)
+    assert_one_line_error(result, "crystal structure prediction", "give a composition")
+    assert not (tmp_path / "s" / "samples.csv").exists()
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# only a comment\n")
+    result = run_main(["sample", "--model", str(checkpoint), "--compositions-file", str(empty),
+                       "--out", str(tmp_path / "s")], capsys)
+    assert_one_line_error(result, "empty.txt", "no compositions")
 
 
 # ------------------------------------------------------------------------------ refusals

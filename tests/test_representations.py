@@ -97,22 +97,9 @@ def test_lattice_representations_keep_atoms_and_metric(name, any_crystal):
     assert np.linalg.det(decoded.lattice) > 0
 
 
-LEFT_HANDED_BUG = pytest.mark.xfail(
-    reason="BUG: a crystal given with a left-handed lattice (det < 0, e.g. from a POSCAR or ASE) is "
-    "decoded as its mirror image: the encoding keeps only lengths/angles (or the metric) and the "
-    "fractional coordinates, and decoding builds a right-handed lattice; a P4_1 (76) crystal "
-    "comes back as P4_3 (78)",
-    strict=True,
-    raises=AssertionError,
-)
-
-
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param(n, marks=LEFT_HANDED_BUG) if n in ("lattice-params", "lattice-logpolar", "cif-p1") else n
-        for n in REPRESENTATION_NAMES
-    ],
+    REPRESENTATION_NAMES,
 )
 def test_round_trip_keeps_chirality_of_left_handed_cells(name, random_crystals, same_crystal):
     original = random_crystals["random-sg76"]

@@ -148,7 +148,6 @@ def find(dataset: str, formula: str | None, spacegroup: str | None, splits: tupl
     number = validate_spacegroup(spacegroup) if spacegroup else None
     spec = get_dataset(dataset)
     wanted = list(splits) or [s for s in spec.splits if find_split_file(dataset, s, data_dir)]
-    console = _console()
     hits = 0
     for split in wanted:
         for crystal in load_split(dataset, split, data_dir):
@@ -158,5 +157,6 @@ def find(dataset: str, formula: str | None, spacegroup: str | None, splits: tupl
             if number and group != number:
                 continue
             hits += 1
-            console.print(f"{split}\t{crystal.id}\t{crystal.formula}\tspacegroup {group}\t{crystal.num_atoms} atoms")
-    console.print(f"{hits} match(es)")
+            # plain echo, not rich, which would expand the tabs: rows are meant for cut -f
+            click.echo(f"{split}\t{crystal.id}\t{crystal.formula}\tspacegroup {group}\t{crystal.num_atoms} atoms")
+    click.echo(f"{hits} match(es)")

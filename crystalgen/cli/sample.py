@@ -42,7 +42,11 @@ def sample(model_name: str, compositions: tuple[str, ...], compositions_file: Pa
            num_samples: int, seed: int, out: Path, apply_filter: bool, filter_config: Path | None,
            surrogate: str | None, max_e_above_hull: float | None, skip: tuple[str, ...], relax: bool | None,
            data_dir: str | None) -> None:
-    """Sample crystals for target compositions and/or a space group.
+    """Sample crystals for target compositions and/or a space group, or from scratch.
+
+    With no --composition, --compositions-file or --spacegroup, a model that generates from
+    scratch (e.g. diffusion-mp_20-gen) draws -n crystals unconditionally: the same crystals as
+    `crystalgen benchmark gen` with the same seed.
 
     Writes OUT/samples.csv (sample_id, target, formula, spacegroup, num_atoms, cif) and one CIF per
     structure in OUT/cifs/; with --filter, also OUT/filter/filtered.csv and its summary. Targets are sampled in batches (one model call each, which is what
@@ -51,15 +55,20 @@ def sample(model_name: str, compositions: tuple[str, ...], compositions_file: Pa
     refused.
 
     \b
-    Example:
+    Examples:
       crystalgen sample --model template-perov_5 -c SrTiO3 -c BaZrS3 -n 5 --out samples/
+      crystalgen sample --model diffusion-mp_20-gen -n 1000 --out generated/
     """
     targets = _targets(compositions, compositions_file, spacegroup)
+    per_target = num_samples
+    target_labels: list[str] | str = [t.label for t in targets]
+    if not targets:  # from scratch: one target per sample, exactly as `benchmark gen` draws them
+        targets, per_target, target_labels = [Target()] * num_samples, 1, Target().label
     filter_settings = (filter_config, surrogate, max_e_above_hull, skip, relax)
     if not apply_filter and any(s not in (None, (), False) for s in filter_settings):
         raise CrystalgenInputError("filter options (--filter-config, --surrogate, --max-e-hull, --skip, --relax) need --filter")
     model = load_model(model_name, data_dir)
-    for target in targets:  # reject bad targets before any work is done
+    for target in dict.fromkeys(targets):  # reject bad targets before any work is done
         model.check_target(target)
     if not model.is_fitted:
         raise CrystalgenInputError(f"model {model_name!r} is an unfitted family; use a checkpoint (see `crystalgen models`)")
@@ -69,7 +78,7 @@ def sample(model_name: str, compositions: tuple[str, ...], compositions_file: Pa
         config = filter_config_from_options(*filter_settings)
         stages, provenance = build_stages(config, model.protocol, data_dir,
                                           preferred_surrogate=f"surrogate-{model.config.get('dataset')}")
-    settings = {"model": model_name, "targets": [t.label for t in targets], "n": num_samples, "seed": seed}
+    settings = {"model": model_name, "targets": target_labels, "n": num_samples, "seed": seed}
     run = RunDir(out, settings)
     writer = run.csv_writer(SAMPLES_FILE, SAMPLE_COLUMNS)
     (out / "cifs").mkdir(parents=True, exist_ok=True)
@@ -88,7 +97,7 @@ def sample(model_name: str, compositions: tuple[str, ...], compositions_file: Pa
         return rows
 
     with run.timed("sample"):
-        sample_resumably(model, targets, num_samples, seed, writer, rows_for, "sampling")
+        sample_resumably(model, targets, per_target, seed, writer, rows_for, "sampling")
     console.print(f"wrote {out / SAMPLES_FILE}")
     if apply_filter:
         from dataclasses import asdict
@@ -111,9 +120,9 @@ def _targets(compositions: tuple[str, ...], path: Path | None, spacegroup: str |
             fields = raw.split("#")[0].split()
             if fields:
                 lines.append((fields[0], fields[1] if len(fields) > 1 else spacegroup))
-    if not lines:
-        if spacegroup is None:
-            raise click.UsageError("give --composition, --compositions-file and/or --spacegroup")
+    if path is not None and len(lines) == len(compositions):
+        raise CrystalgenInputError(f"{path} holds no compositions")
+    if not lines and spacegroup is not None:
         lines = [(None, spacegroup)]
     return [Target.parse(formula, group) for formula, group in lines]
 

@@ -123,6 +123,7 @@ class _LatticeVectorRepresentation:
         raise NotImplementedError
 
     def encode(self, crystal: Crystal) -> LatticeEncodedCrystal:
+        crystal = crystal.right_handed()  # the 6 numbers cannot express a left-handed cell
         vector = self.lattice_to_vector(crystal.lattice)
         return LatticeEncodedCrystal(vector, crystal.frac_coords, crystal.atomic_numbers, crystal.id)
 
