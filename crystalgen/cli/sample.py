@@ -46,7 +46,7 @@ def sample(model_name: str, compositions: tuple[str, ...], compositions_file: Pa
 
     With no --composition, --compositions-file or --spacegroup, a model that generates from
     scratch (e.g. diffusion-mp_20-gen) draws -n crystals unconditionally: the same crystals as
-    `crystalgen benchmark gen` with the same seed.
+    `crystalgen benchmark gen` with the same -n and seed.
 
     Writes OUT/samples.csv (sample_id, target, formula, spacegroup, num_atoms, cif) and one CIF per
     structure in OUT/cifs/; with --filter, also OUT/filter/filtered.csv and its summary. Targets are sampled in batches (one model call each, which is what
