@@ -8,6 +8,7 @@ that a large split (mp_20 test: ~25 s to parse) is parsed once per session.
 
 from __future__ import annotations
 
+import csv
 import functools
 import os
 import warnings
@@ -375,3 +376,14 @@ def synthetic_template_ckpt(synthetic_perov_dir, tmp_path_factory) -> Path:
         model = TemplateGenerator({"name": "tpl"})
         model.fit("perov_5", synthetic_perov_dir)
         return save_model(model, tmp_path_factory.mktemp("ckpt") / "tpl", card="# card\n\nA test model.\n")
+
+
+#: Sample and prediction CSVs hold whole CIFs in one field, past csv's default field size limit.
+CSV_FIELD_LIMIT = 1 << 28
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """Every row of a CSV file (crystalgen's samples, predictions or metrics log) as a dict."""
+    csv.field_size_limit(CSV_FIELD_LIMIT)
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))

@@ -9,7 +9,6 @@ project's CSP numbers are checked.
 from __future__ import annotations
 
 import base64
-import csv
 import functools
 import json
 import math
@@ -26,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import MATCHER_KWARGS, Result, assert_one_line_error, cli_in_process, isolated_cache, make_random, run_main
+from conftest import MATCHER_KWARGS, Result, assert_one_line_error, cli_in_process, isolated_cache, make_random, read_rows, run_main
 from crystalgen import Crystal
 from crystalgen.runs import ResumableCsv, RunDir, read_csv_rows
 from crystalgen.errors import CrystalgenInputError
@@ -82,9 +81,7 @@ def _structure(cif: str):
 
 def independent_csp_scores(test_csv: Path, predictions_csv: Path, k: int) -> dict[str, float]:
     """Best ``get_rms_dist(pred, gt)[0]`` over each test structure's ranks < k (NaN: no match), from the files alone."""
-    csv.field_size_limit(1 << 28)
-    with open(predictions_csv, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_rows(predictions_csv)
     truth = pd.read_csv(test_csv)
     best = {}
     for material_id, gt_cif in zip(truth["material_id"], truth["cif"]):

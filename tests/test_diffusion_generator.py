@@ -9,14 +9,13 @@ sample quality; what is asserted is what the interface promises whatever the wei
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import TEXTBOOK_NAMES, assert_one_line_error, make_textbook, run_main
+from conftest import TEXTBOOK_NAMES, assert_one_line_error, make_textbook, read_rows, run_main
 from crystalgen.crystal import Crystal
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators import Target
@@ -111,8 +110,7 @@ def test_fit_crystals_trains_and_logs(csp_fit):
     assert model.training_summary["train_structures"] == len(TEXTBOOK_NAMES)
     assert model.training_summary["wall_s"] > 0
     assert model.max_atoms == 8  # set from the training data
-    with open(run_dir / "metrics.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_rows(run_dir / "metrics.csv")
     assert [int(r["step"]) for r in rows] == [1, 2, 3]
     assert all(np.isfinite(float(r["loss"])) for r in rows)
     assert (run_dir / "train_state.safetensors").is_file()
@@ -212,9 +210,7 @@ def test_sample_cli_without_targets_generates_from_scratch(gen_model, tmp_path, 
     out = tmp_path / "samples"
     result = run_main(["sample", "--model", str(checkpoint), "-n", "5", "--seed", "2", "--out", str(out)], capsys)
     assert result.returncode == 0, result.stderr
-    csv.field_size_limit(1 << 28)
-    with open(out / "samples.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_rows(out / "samples.csv")
     assert [r["sample_id"] for r in rows] == [f"t{i:04d}-000" for i in range(5)]
     assert {r["target"] for r in rows} == {"unconditional"}
     expected = [group[0] for group in gen_model.sample([Target()] * 5, n=1, seed=2)]
@@ -449,8 +445,6 @@ def test_resume_refuses_changed_settings_and_a_different_model(tmp_path):
 
 
 def test_log_keeps_one_row_per_step_across_an_interrupted_run(tmp_path):
-    import csv
-
     from crystalgen.training.trainer import LOG_FILE
 
     crystals = training_crystals()
@@ -458,15 +452,13 @@ def test_log_keeps_one_row_per_step_across_an_interrupted_run(tmp_path):
     with open(tmp_path / LOG_FILE, "a") as handle:  # rows logged after the last save, then a crash
         handle.write("3,9,9,9,9,9\n4,9,9,9,9,9\n")
     _trainer(_fresh_model(crystals), crystals, 4, tmp_path).run(resume=True)
-    with open(tmp_path / LOG_FILE, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_rows(tmp_path / LOG_FILE)
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
     assert all(r["loss"] != "9" for r in rows)
     # a fresh run in the same folder starts a fresh log
     (tmp_path / "train_state.safetensors").unlink()
     _trainer(_fresh_model(crystals), crystals, 1, tmp_path).run()
-    with open(tmp_path / LOG_FILE, newline="") as handle:
-        assert [int(r["step"]) for r in csv.DictReader(handle)] == [1]
+    assert [int(r["step"]) for r in read_rows(tmp_path / LOG_FILE)] == [1]
 
 
 def test_ema_warms_up_instead_of_keeping_the_initial_weights():

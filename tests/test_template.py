@@ -8,7 +8,6 @@ pymatgen's Mendeleev numbers.
 
 from __future__ import annotations
 
-import csv
 import json
 import itertools
 import warnings
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error, isolated_cache, make_perovskite, make_textbook, run_main, write_dataset
+from conftest import assert_one_line_error, isolated_cache, make_perovskite, make_textbook, read_rows, run_main, write_dataset
 from crystalgen import Crystal
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators import Target, TemplateGenerator, load_model, save_model
@@ -259,12 +258,6 @@ def test_checkpoint_round_trip(model, checkpoint, template_data, tmp_path):
 
 
 # ------------------------------------------------------------------------------ crystalgen sample
-def read_rows(path: Path) -> list[dict[str, str]]:
-    csv.field_size_limit(1 << 28)
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 def sample_args(checkpoint: Path, data: Path, out: Path, *extra: str) -> list[str]:
     return ["sample", "--model", str(checkpoint), "--data-dir", str(data), "--out", str(out), *extra]
 

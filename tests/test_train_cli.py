@@ -10,7 +10,6 @@ on the smaller carbon_24 val-trained protocol.
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import assert_one_line_error, cli_in_process, isolated_cache, run_main
+from conftest import assert_one_line_error, cli_in_process, isolated_cache, read_rows, run_main
 
 torch.set_num_threads(1)
 
@@ -48,12 +47,6 @@ def write_config(path: Path, config: dict) -> Path:
 
 def train_args(config: Path, out: Path, data: Path, *extra: str) -> list[str]:
     return ["train", "--config", str(config), "--out", str(out), "--data-dir", str(data), *extra]
-
-
-def read_rows(path: Path) -> list[dict]:
-    csv.field_size_limit(1 << 28)
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")
