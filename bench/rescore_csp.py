@@ -3,7 +3,7 @@
     python bench/rescore_csp.py runs/template-mp_20-csp ../shared/data/mp_20/test.csv.gz --n 300 --k 1
 
 Draws N random test structures (seed 0), parses the run's predictions.csv and the test CIFs with
-pymatgen, applies BENCHMARKS.md's rule (a proposal with an interatomic distance < 0.5 Å or a
+pymatgen, applies the rule of docs/protocol.md (a proposal with an interatomic distance < 0.5 Å or a
 volume < 0.1 Å^3 is a miss), takes the best `StructureMatcher(0.5, 0.3, 10).get_rms_dist` over the
 first k proposals, and compares verdict and RMS distance with the run's per_structure.csv.
 """

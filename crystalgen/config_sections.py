@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import fields
-from pathlib import Path
 from typing import Any
 
-from crystalgen.errors import CrystalgenInputError
+from crystalgen.errors import CrystalgenInputError, first_line
 
 #: Settings that may be zero; every other number must be positive.
 MAY_BE_ZERO = frozenset({"weight_decay", "seed", "corrector_steps", "lattice_loss_weight", "type_loss_weight",
@@ -55,16 +54,33 @@ def section_dataclass(config: dict, key: str, cls: type) -> Any:
 
 
 def read_yaml_mapping(path: str | os.PathLike, what: str) -> dict[str, Any]:
-    """A YAML file that must hold a mapping; one-line errors for a missing file, bad YAML or a non-mapping."""
+    """A YAML file that must hold a mapping (a file of only comments is an empty one); one-line
+    errors for a file that cannot be read as text (see :func:`crystalgen.io.read_text_file`),
+    is not valid YAML, or holds something other than a mapping."""
     import yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise CrystalgenInputError(f"file not found: {path}")
+    from crystalgen.io import read_text_file
+
+    text = read_text_file(path, what)
     try:
-        loaded = yaml.safe_load(path.read_text()) or {}
+        loaded = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise CrystalgenInputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise CrystalgenInputError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from None
+    if loaded is None:
+        return {}
     if not isinstance(loaded, dict):
-        raise CrystalgenInputError(f"{path}: {what} is a YAML mapping")
+        raise CrystalgenInputError(f"{path}: {what} is a YAML mapping, not a {_yaml_kind(loaded)}")
     return loaded
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """What is wrong and where: PyYAML's first line ("while scanning for the next token") says neither."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return first_line(exc)
+
+
+def _yaml_kind(value: Any) -> str:
+    return "list" if isinstance(value, list) else "single value"

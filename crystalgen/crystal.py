@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from crystalgen.errors import StructureParseError
+from crystalgen.constants import MAX_Z
+from crystalgen.errors import StructureParseError, first_line
 
 if TYPE_CHECKING:  # heavy imports only for type checkers
     from ase import Atoms
@@ -133,7 +134,7 @@ class Crystal:
         return cls(
             lattice=structure.lattice.matrix,
             frac_coords=structure.frac_coords,
-            atomic_numbers=[site.specie.Z for site in structure],
+            atomic_numbers=atomic_numbers_of(structure),
             id=id,
             properties=dict(properties or {}),
         )
@@ -166,7 +167,7 @@ class Crystal:
                 warnings.simplefilter("ignore")
                 structures = CifParser(io.StringIO(text)).parse_structures(primitive=False)
         except Exception as exc:  # pymatgen raises many different types for bad CIFs
-            raise StructureParseError(f"could not parse CIF: {_first_line(exc)}") from None
+            raise StructureParseError(f"could not parse CIF: {first_line(exc)}") from None
         if not structures:
             raise StructureParseError("CIF contains no structure")
         return cls.from_structure(structures[0], id=id)
@@ -187,7 +188,7 @@ class Crystal:
                 warnings.simplefilter("ignore")
                 structure = Poscar.from_str(text).structure
         except Exception as exc:
-            raise StructureParseError(f"could not parse POSCAR: {_first_line(exc)}") from None
+            raise StructureParseError(f"could not parse POSCAR: {first_line(exc)}") from None
         return cls.from_structure(structure, id=id)
 
     def to_poscar(self) -> str:
@@ -203,9 +204,21 @@ class Crystal:
         return read_crystal_file(path)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+def atomic_numbers_of(structure: "Structure") -> np.ndarray:
+    """The atomic numbers of an ordered structure's sites.
+
+    A symbol that is no element ("Xx" in a CIF or POSCAR) reaches pymatgen as a dummy species
+    whose ``Z`` is a meaningless number; it is refused here instead of failing later, far away.
+    """
+    from pymatgen.core.periodic_table import DummySpecies
+
+    numbers = []
+    for site in structure:
+        specie = site.specie
+        if isinstance(specie, DummySpecies) or not 1 <= specie.Z <= MAX_Z:
+            raise StructureParseError(f"unknown element {getattr(specie, 'symbol', str(specie))!r}")
+        numbers.append(specie.Z)
+    return np.array(numbers, dtype=np.int64)
 
 
 def crystals_to_arrays(crystals: list[Crystal]) -> dict[str, Any]:

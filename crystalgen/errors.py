@@ -30,3 +30,11 @@ class StructureParseError(CrystalgenInputError):
 
 class DatasetError(CrystalgenInputError):
     """An unknown dataset, split or protocol, or a dataset file that is missing or corrupt."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type name when the message is empty."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__

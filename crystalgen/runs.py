@@ -25,6 +25,8 @@ from typing import Any
 from crystalgen.errors import CrystalgenInputError
 
 RUN_FILE, PROGRESS_FILE = "run.json", "progress.json"
+#: The advice that ends every error about a damaged state file in an output folder.
+UNRESUMABLE = "choose another --out or delete that folder"
 #: csv module field limit, raised because one CIF cell can exceed its 128 kB default.
 CSV_FIELD_LIMIT = 1 << 28
 
@@ -43,9 +45,11 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         self.settings = settings
         run_file = self.path / RUN_FILE
-        if run_file.is_file():
-            previous = json.loads(run_file.read_text())
+        if run_file.exists():
+            previous = _read_state(run_file)
             stored = previous.get("settings", {})
+            if not isinstance(stored, dict):
+                raise CrystalgenInputError(f"{run_file}: 'settings' is not a mapping; {UNRESUMABLE}")
             changed = sorted(k for k in set(stored) | set(settings) if stored.get(k) != settings.get(k))
             if changed:
                 details = ", ".join(f"{k}: {stored.get(k)!r} -> {settings.get(k)!r}" for k in changed)
@@ -87,9 +91,12 @@ class ResumableCsv:
 
     def __init__(self, path: Path, columns: tuple[str, ...], progress_path: Path):
         self.path, self.columns, self.progress_path = path, columns, progress_path
-        state = json.loads(progress_path.read_text()) if progress_path.is_file() else {}
-        self.done = int(state.get("done", 0))
-        committed = int(state.get("bytes", 0))
+        state = _read_state(progress_path) if progress_path.exists() else {}
+        try:
+            self.done = int(state.get("done", 0))
+            committed = int(state.get("bytes", 0))
+        except (TypeError, ValueError):
+            raise CrystalgenInputError(f"{progress_path}: 'done' and 'bytes' are not counts; {UNRESUMABLE}") from None
         if self.done and self.path.is_file() and self.path.stat().st_size >= committed:
             with open(self.path, "r+b") as handle:
                 handle.truncate(committed)
@@ -111,6 +118,21 @@ class ResumableCsv:
             os.fsync(handle.fileno())
         self.done += finished
         self._commit_state()
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    """A run's JSON state file; one that cannot be read stops the run instead of being overwritten."""
+    from crystalgen.io import read_text_file
+
+    try:
+        state = json.loads(read_text_file(path, "a run's JSON state"))
+    except json.JSONDecodeError as exc:
+        raise CrystalgenInputError(f"{path}: not valid JSON ({exc}); {UNRESUMABLE}") from None
+    except CrystalgenInputError as exc:
+        raise CrystalgenInputError(f"{exc}; {UNRESUMABLE}") from None
+    if not isinstance(state, dict):
+        raise CrystalgenInputError(f"{path}: not a JSON object; {UNRESUMABLE}")
+    return state
 
 
 def read_csv_rows(path: Path) -> list[dict[str, str]]:

@@ -7,8 +7,9 @@ names the offending value, so the CLI can print it as one line.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from crystalgen.errors import MalformedFormulaError, SpaceGroupError, UnknownElementError
+from crystalgen.errors import CrystalgenInputError, MalformedFormulaError, SpaceGroupError, UnknownElementError
 
 MIN_SPACEGROUP, MAX_SPACEGROUP = 1, 230
 CENTRING_LATTICE_POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "R": 3, "F": 4}
@@ -85,3 +86,34 @@ def check_spacegroup_compatible(composition, spacegroup: int) -> None:
             f"space group {spacegroup} is incompatible with {composition.formula.replace(' ', '')}: "
             "no combination of its Wyckoff positions gives these atom counts"
         )
+
+
+def read_compositions_file(path: Path) -> list[tuple[str, str | None]]:
+    """The targets of a compositions file: ``(formula, space group or None)`` per line.
+
+    One composition per line, optionally followed by a space group; ``#`` starts a comment and
+    blank lines are ignored. Formulas and space groups are validated here, where the line number
+    is known, so that an error says which line to fix.
+    """
+    from crystalgen.io import read_text_file
+
+    # allow_empty: an empty file gets the same message as one of only comments
+    text = read_text_file(path, "a compositions file (one formula per line)", allow_empty=True)
+    targets: list[tuple[str, str | None]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split("#", 1)[0].split()
+        if not fields:
+            continue
+        if len(fields) > 2:
+            raise MalformedFormulaError(f"{path} line {number}: expected a composition and optionally a space group, "
+                                        f"got {line.strip()!r}")
+        try:
+            parse_formula(fields[0])
+            if len(fields) == 2:
+                validate_spacegroup(fields[1])
+        except CrystalgenInputError as exc:
+            raise type(exc)(f"{path} line {number}: {exc}") from None
+        targets.append((fields[0], fields[1] if len(fields) == 2 else None))
+    if not targets:
+        raise CrystalgenInputError(f"{path} holds no compositions")
+    return targets

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from crystalgen import Crystal
+from crystalgen.models import TrainingRun
 
 from conftest import make_textbook
 
@@ -60,7 +61,7 @@ def fit_tiny_surrogate(config: dict | None = None, crystals: list[Crystal] | Non
     if protocol is not None:
         config.update({"protocol": protocol, "dataset": "mp_20"})
     model = Surrogate(config)
-    model.fit_crystals(crystals if crystals is not None else textbook_training_set())
+    model.fit_crystals(crystals if crystals is not None else textbook_training_set(), TrainingRun())
     return model
 
 

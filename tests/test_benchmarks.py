@@ -29,7 +29,7 @@ from conftest import MATCHER_KWARGS, Result, assert_one_line_error, cli_in_proce
 from crystalgen import Crystal
 from crystalgen.runs import ResumableCsv, RunDir, read_csv_rows
 from crystalgen.errors import CrystalgenInputError
-from crystalgen.generators.checkpoint import CARD_FILE, card_metrics
+from crystalgen.models.store import CARD_FILE, card_metrics
 from crystalgen.metrics.csp import CspConfig, csp_rms_matrix, proposal_rms
 from crystalgen.metrics.matching import reduce_for_matching, rms_distance, rms_distance_reduced
 
@@ -239,18 +239,17 @@ def test_csp_resume_after_losing_reports_and_a_torn_tail(csp_run, synthetic_temp
 def test_csp_resume_after_an_interrupted_predict_stage(csp_run, synthetic_template_ckpt, synthetic_perov_dir,
                                                        tmp_path, capsys, monkeypatch):
     """Commit one target per block, interrupt on the third model call, tear the tail, resume: same files, same figures."""
-    import crystalgen.benchmarks.csp as csp_module
-    from crystalgen.generators.sampling import sample_resumably
+    import crystalgen.generators.sampling as sampling_module
     from crystalgen.generators import TemplateGenerator
 
-    monkeypatch.setattr(csp_module, "sample_resumably", functools.partial(sample_resumably, batch_size=1))
+    monkeypatch.setattr(sampling_module, "SAMPLE_BATCH", 1)
     real_sample, calls, interrupt = TemplateGenerator.sample, [], [True]
 
-    def interrupting_sample(self, targets, n=1, seed=0):
+    def interrupting_sample(self, targets, n=1, seed=0, options=None):
         calls.append([t.label for t in targets])
         if len(calls) == 3 and interrupt[0]:
             raise KeyboardInterrupt
-        return real_sample(self, targets, n, seed)
+        return real_sample(self, targets, n, seed, options)
 
     monkeypatch.setattr(TemplateGenerator, "sample", interrupting_sample)
     out = tmp_path / "run"

@@ -184,8 +184,11 @@ def test_missing_and_unreadable_csv(tmp_path):
     with pytest.raises(CrystalgenInputError, match="file not found"):
         load_structures(tmp_path / "nope.csv")
     (tmp_path / "empty.csv").write_text("")
-    with pytest.raises(CrystalgenInputError, match="could not read CSV"):
+    with pytest.raises(CrystalgenInputError, match="empty.csv: empty file"):
         read_structure_csv(tmp_path / "empty.csv")
+    (tmp_path / "ragged.csv").write_text("material_id,cif\na,b\nc,d,e\n")
+    with pytest.raises(CrystalgenInputError, match="ragged.csv: not a readable CSV"):
+        read_structure_csv(tmp_path / "ragged.csv")
 
 
 def test_folder_of_cifs(tmp_path, crystals, assert_same_cell):

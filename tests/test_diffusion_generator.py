@@ -20,7 +20,7 @@ from crystalgen.crystal import Crystal
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators import Target
 from crystalgen.generators.diffusion import DiffusionGenerator
-from crystalgen.generators.registry import save_model
+from crystalgen.models import TrainingRun, save_model
 
 torch.set_num_threads(1)
 
@@ -81,7 +81,7 @@ def csp_fit(tmp_path_factory):
     torch.manual_seed(0)
     run_dir = tmp_path_factory.mktemp("csp-run")
     model = DiffusionGenerator(tiny_config("csp"))
-    model.fit_crystals(training_crystals(), run_dir)
+    model.fit_crystals(training_crystals(), TrainingRun(run_dir))
     return model, run_dir
 
 
@@ -94,7 +94,7 @@ def csp_model(csp_fit) -> DiffusionGenerator:
 def gen_model(tmp_path_factory) -> DiffusionGenerator:
     torch.manual_seed(0)
     model = DiffusionGenerator(tiny_config("gen"))
-    model.fit_crystals(training_crystals(), tmp_path_factory.mktemp("gen-run"))
+    model.fit_crystals(training_crystals(), TrainingRun(tmp_path_factory.mktemp("gen-run")))
     return model
 
 
@@ -119,7 +119,7 @@ def test_fit_crystals_trains_and_logs(csp_fit):
 def test_unfitted_model_refuses_to_sample():
     model = DiffusionGenerator(tiny_config("csp"))
     assert not model.is_fitted
-    with pytest.raises(CrystalgenInputError, match="not trained"):
+    with pytest.raises(CrystalgenInputError, match="not fitted"):
         model.sample([Target.parse("SrTiO3")])
 
 
@@ -155,7 +155,7 @@ def test_same_seed_same_samples_other_seed_other_samples(csp_model):
 
 # ------------------------------------------------------------------------------ checkpoints
 def test_save_and_load_round_trip(csp_model, tmp_path):
-    from crystalgen.generators.registry import load_model, save_model
+    from crystalgen.models import load_model, save_model
 
     folder = save_model(csp_model, tmp_path / "ckpt", card="# tiny\n")
     names = sorted(p.name for p in folder.iterdir())
@@ -175,7 +175,7 @@ def test_save_and_load_round_trip(csp_model, tmp_path):
 
 
 def test_gen_checkpoint_round_trip_keeps_the_atom_count_distribution(gen_model, tmp_path):
-    from crystalgen.generators.registry import load_model, save_model
+    from crystalgen.models import load_model, save_model
 
     loaded = load_model(save_model(gen_model, tmp_path / "gen", card="# gen\n"))
     assert loaded.task == "gen"
@@ -308,7 +308,7 @@ def test_with_sampler_steps_are_used(csp_model, monkeypatch):
     real = csp_model.model.sample
 
     def spy(*args, **kwargs):
-        seen.append(kwargs["steps"])
+        seen.append(args[2].steps)  # the SamplerConfig
         return real(*args, **kwargs)
 
     monkeypatch.setattr(csp_model.model, "sample", spy)
@@ -406,21 +406,21 @@ def test_trainer_elapsed_time_is_summed_over_sessions(tmp_path):
 
 def test_fit_with_time_limit_reports_unfinished(tmp_path):
     model = DiffusionGenerator(tiny_config("csp", training={"steps": 50, "batch_size": 4, "log_every": 1}))
-    model.fit_crystals(training_crystals(), tmp_path, time_limit_s=0)
+    model.fit_crystals(training_crystals(), TrainingRun(tmp_path, time_limit_s=0))
     assert model.is_fitted
     assert model.training_summary["finished"] is False
     assert model.training_summary["steps"] < 50
     # resuming with no limit finishes
     again = DiffusionGenerator(tiny_config("csp", training={"steps": 2, "batch_size": 4, "log_every": 1}))
-    again.fit_crystals(training_crystals(), tmp_path, resume=True)
+    again.fit_crystals(training_crystals(), TrainingRun(tmp_path, resume=True))
     assert again.training_summary["finished"] is True and again.training_summary["steps"] >= 2
 
 
 # ------------------------------------------------------------------------------ registry
 def test_diffusion_family_is_registered_and_listed():
-    from crystalgen.generators.registry import FAMILIES, list_models, load_model
+    from crystalgen.models import FAMILIES, list_models, load_model
 
-    assert FAMILIES["diffusion"] is DiffusionGenerator
+    assert FAMILIES["diffusion"].load() is DiffusionGenerator
     infos = list_models()
     families = [i for i in infos if i.name == "diffusion" and i.path is None]
     assert len(families) == 1 and families[0].family == "diffusion"

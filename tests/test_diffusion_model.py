@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from crystalgen.batch import collate
+from crystalgen.diffusion.sampler import SamplerConfig
 from crystalgen.generators.diffusion_model import CrystalDiffusion, DiffusionConfig
 from crystalgen.nn import DenoiserConfig
 
@@ -65,7 +66,7 @@ def test_sampling_returns_valid_cells(task, toy_batch):
     generator = torch.Generator().manual_seed(3)
     num_atoms = toy_batch.num_atoms[:4]
     types = toy_batch.atomic_numbers[: int(num_atoms.sum())] if task == "csp" else None
-    out = model.sample(num_atoms, types, steps=5, corrector_steps=1, generator=generator)
+    out = model.sample(num_atoms, types, SamplerConfig(steps=5, corrector_steps=1), generator)
     assert out.frac_coords.shape == (int(num_atoms.sum()), 3) and out.lattices.shape == (4, 3, 3)
     assert ((out.frac_coords >= 0) & (out.frac_coords < 1)).all()
     assert (torch.linalg.eigvalsh(out.lattices) > 0).all()  # decoded log-polar vectors are always valid cells

@@ -23,7 +23,8 @@ from crystalgen.filters.inputs import read_candidates
 from crystalgen.filters.pipeline import STAGE_ORDER, FilterConfig, load_filter_config, output_columns, run_filter
 from crystalgen.filters.stages import CompositionValidity, Stage, StageResult, StructuralValidity, Uniqueness
 from crystalgen.runs import read_csv_rows
-from crystalgen.surrogate.predictor import load_surrogate, save_surrogate
+from crystalgen.models import save_model
+from crystalgen.surrogate.predictor import load_surrogate
 
 from conftest import assert_one_line_error, cli_in_process, isolated_cache, make_textbook, run_main, write_dataset
 from conftest import synthetic_perov_splits
@@ -101,7 +102,7 @@ def fake_mp20(tmp_path_factory) -> Path:
 def tiny_ckpt(tmp_path_factory) -> Path:
     """A surrogate fitted for three steps on the textbook crystals, with protocol mp_20 (the fake one)."""
     config = {**TINY_CONFIG, "training": {**TINY_CONFIG["training"], "steps": 3}}
-    return save_surrogate(fit_tiny_surrogate(config), tmp_path_factory.mktemp("ckpt") / "tiny", "# tiny\n")
+    return save_model(fit_tiny_surrogate(config), tmp_path_factory.mktemp("ckpt") / "tiny", "# tiny\n")
 
 
 @pytest.fixture(scope="module")
@@ -371,7 +372,7 @@ def test_novelty_needs_a_protocol(candidates_csv, tmp_path, capsys):
     """Without --protocol, novelty compares with the surrogate's training protocol; a surrogate that
     records none (fitted outside `crystalgen train`) leaves nothing to compare with."""
     config = {**TINY_CONFIG, "training": {**TINY_CONFIG["training"], "steps": 1}}
-    no_protocol = save_surrogate(fit_tiny_surrogate(config, protocol=None), tmp_path / "ckpt", "# card\n")
+    no_protocol = save_model(fit_tiny_surrogate(config, protocol=None), tmp_path / "ckpt", "# card\n")
     result = run_main(["filter", str(candidates_csv), "--out", str(tmp_path / "out"), "--skip", "stability",
                        "--surrogate", str(no_protocol)], capsys)
     assert_one_line_error(result, "the novelty stage needs --protocol")
@@ -429,10 +430,12 @@ def test_a_single_cif_file(tiny_ckpt, fake_mp20, tmp_path, capsys):
 @pytest.mark.parametrize("make_source, fragment", [
     (lambda tmp: tmp / "missing.csv", "file not found"),
     (lambda tmp: _write(tmp / "no_cif.csv", "id,structure\n1,abc\n"), "no 'cif' column (columns: id, structure)"),
-    (lambda tmp: _write(tmp / "empty.csv", ""), "no 'cif' column"),
+    (lambda tmp: _write(tmp / "empty.csv", ""), "empty.csv: empty file"),
+    (lambda tmp: _write(tmp / "header_only.csv", "id,structure\n"), "no 'cif' column (columns: id, structure)"),
     (lambda tmp: _mkdir(tmp / "empty_folder"), "no CIF files"),
     (lambda tmp: _write(tmp / "bad.cif", CORRUPT_CIF), "not a readable CIF"),
-    (lambda tmp: _write_bytes(tmp / "binary.csv", b"cif\n\xff\xfe\x00garbage\n"), "not a readable CSV"),
+    (lambda tmp: _write_bytes(tmp / "binary.csv", b"cif\n\xff\xfe\x00garbage\n"), "binary.csv: binary file"),
+    (lambda tmp: _write_bytes(tmp / "latin1.csv", b"cif\ncaf\xe9\n"), "latin1.csv: not UTF-8 text"),
 ])
 def test_bad_inputs_are_one_line_errors(make_source, fragment, tmp_path, capsys):
     source = make_source(tmp_path)
@@ -459,11 +462,11 @@ def _mkdir(path: Path) -> Path:
 def test_unknown_surrogate_is_a_one_line_error(candidates_csv, tmp_path, capsys):
     result = run_main(["filter", str(candidates_csv), "--out", str(tmp_path / "out"), "--skip", "novelty",
                        "--surrogate", str(tmp_path / "nope")], capsys)
-    assert_one_line_error(result, "unknown surrogate")
+    assert_one_line_error(result, "unknown property model")
 
 
 def test_a_surrogate_without_a_protocol_is_a_one_line_error(candidates_csv, fake_mp20, tmp_path, capsys):
-    ckpt = save_surrogate(fit_tiny_surrogate({**TINY_CONFIG, "training": {"steps": 1, "batch_size": 4}},
+    ckpt = save_model(fit_tiny_surrogate({**TINY_CONFIG, "training": {"steps": 1, "batch_size": 4}},
                                              protocol=None), tmp_path / "ckpt", "# no protocol\n")
     result = run_main(filter_args(candidates_csv, tmp_path / "out", ckpt, fake_mp20, "--skip", "novelty"), capsys)
     assert_one_line_error(result, "protocol")

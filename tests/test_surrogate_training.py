@@ -15,9 +15,11 @@ import yaml
 
 from crystalgen.config_sections import MAY_BE_ZERO, checked_section, dataclass_defaults, section_dataclass
 from crystalgen.errors import CrystalgenInputError
-from crystalgen.generators.checkpoint import CONFIG_FILE, checkpoints_dir
+from crystalgen.models.store import CONFIG_FILE
+from crystalgen.resources import checkpoints_dir
 from crystalgen.surrogate.evaluation import PropertyErrors, property_errors
-from crystalgen.surrogate.predictor import Surrogate, load_surrogate, save_surrogate
+from crystalgen.models import save_model
+from crystalgen.surrogate.predictor import Surrogate, load_surrogate
 from crystalgen.training import TrainConfig
 
 from conftest import assert_one_line_error, run_main
@@ -42,7 +44,7 @@ def tiny():
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tiny, tmp_path_factory) -> Path:
-    return save_surrogate(tiny, tmp_path_factory.mktemp("surrogate") / "tiny", "# tiny\n\nA test surrogate.\n")
+    return save_model(tiny, tmp_path_factory.mktemp("surrogate") / "tiny", "# tiny\n\nA test surrogate.\n")
 
 
 def config_with(section: str | None = None, **values):
@@ -139,16 +141,16 @@ def test_load_surrogate_refuses_a_diffusion_checkpoint():
     folder = checkpoints_dir() / "diffusion-perov_5"
     if not folder.is_dir():
         pytest.skip("the shipped diffusion-perov_5 checkpoint is absent")
-    with pytest.raises(CrystalgenInputError, match="not a surrogate"):
+    with pytest.raises(CrystalgenInputError, match="generator model, not a property model"):
         load_surrogate(folder)
-    with pytest.raises(CrystalgenInputError, match="not a surrogate"):
+    with pytest.raises(CrystalgenInputError, match="generator model, not a property model"):
         load_surrogate("diffusion-perov_5")  # by shipped name
 
 
 def test_load_surrogate_refuses_unknown_names_and_mismatched_weights(tiny_ckpt, tmp_path):
-    with pytest.raises(CrystalgenInputError, match="unknown surrogate"):
+    with pytest.raises(CrystalgenInputError, match="unknown property model"):
         load_surrogate(tmp_path / "nothing-here")
-    with pytest.raises(CrystalgenInputError, match="unknown surrogate"):
+    with pytest.raises(CrystalgenInputError, match="unknown property model"):
         load_surrogate("surrogate-that-does-not-exist")
     import shutil
 
@@ -442,7 +444,7 @@ def test_benchmark_surrogate_refuses_a_generator_checkpoint(fake_mp20, tmp_path,
         pytest.skip("the shipped template-perov_5 checkpoint is absent")
     result = run_main(["benchmark", "surrogate", "--model", "template-perov_5", "--dataset", "mp_20", "--data-dir",
                        str(fake_mp20), "--out", str(tmp_path / "bench")], capsys)
-    assert_one_line_error(result, "not a surrogate")
+    assert_one_line_error(result, "not a property model")
 
 
 
@@ -471,7 +473,7 @@ def test_calibrate_changes_only_the_std_and_survives_a_save(tmp_path):
     np.testing.assert_array_equal(after[0], before[0])  # the mean is untouched
     expected = np.sqrt((fitted["scale"] * before[1]) ** 2 + fitted["floor"] ** 2)
     np.testing.assert_allclose(after[1], expected, rtol=1e-6)
-    reloaded = load_surrogate(save_surrogate(model, tmp_path / "ckpt", "# card\n"))
+    reloaded = load_surrogate(save_model(model, tmp_path / "ckpt", "# card\n"))
     np.testing.assert_allclose(reloaded.predict(crystals)[ENERGY][1], after[1], rtol=1e-6)
 
 

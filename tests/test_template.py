@@ -20,7 +20,7 @@ from conftest import assert_one_line_error, isolated_cache, make_perovskite, mak
 from crystalgen import Crystal
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators import Target, TemplateGenerator, load_model, save_model
-from crystalgen.generators.checkpoint import card_metrics
+from crystalgen.models.store import card_metrics
 from crystalgen.representations.cell import space_group_number
 
 #: Å^3 per atom of each element; every training cell's volume is the sum over its atoms.
@@ -247,7 +247,7 @@ def test_unfitted_model_refuses_to_sample():
 def test_checkpoint_round_trip(model, checkpoint, template_data, tmp_path):
     loaded = load_model(checkpoint, template_data)
     assert isinstance(loaded, TemplateGenerator) and loaded.is_fitted
-    assert loaded.config == {**model.config, "family": "template", "task": "both"} and loaded.name == "tpl-test"
+    assert loaded.config == model.config and loaded.name == "tpl-test"
     np.testing.assert_array_equal(loaded.element_volumes, model.element_volumes)
     targets = [Target.parse("SrTiO3"), Target.parse("BaZrS3"), Target()]
     for a, b in zip(model.sample(targets, n=3, seed=1), loaded.sample(targets, n=3, seed=1)):
@@ -373,7 +373,9 @@ def test_models_lists_shipped_checkpoints_with_card_metrics(capsys):
     entries = {entry["name"]: entry for entry in json.loads(result.stdout)}
     assert {"template-perov_5", "template-mp_20", "template-carbon_24", "template"} <= set(entries)
     perov = entries["template-perov_5"]
-    assert (perov["family"], perov["task"], perov["dataset"], perov["protocol"]) == ("template", "both", "perov_5", "perov_5")
+    assert (perov["family"], perov["kind"], perov["task"], perov["dataset"], perov["protocol"]) == (
+        "template", "generator", "csp+gen", "perov_5", "perov_5")
+    assert perov["conditions"] == ["composition", "spacegroup"] and perov["baseline"]
     card = (Path(perov["path"]) / "card.md").read_text()
     assert perov["metrics"] == card_metrics(card)  # whatever the card's front matter measured, nothing else
     table = run_main(["models"], capsys).stdout

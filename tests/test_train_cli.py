@@ -132,7 +132,7 @@ def test_train_user_errors(synthetic_perov_dir, tmp_path, capsys):
 
     unknown = write_config(tmp_path / "unknown.yaml", diffusion_config(family="transformer"))
     assert_one_line_error(run_main(train_args(unknown, tmp_path / "o2", synthetic_perov_dir), capsys),
-                          "unknown family", "transformer")
+                          "unknown model family", "transformer")
 
     broken = tmp_path / "broken.yaml"
     broken.write_text("family: diffusion\nmodel: {hidden: [16\n")

@@ -12,9 +12,8 @@ from crystalgen import __version__
 from crystalgen.data import load_protocol
 from crystalgen.data.protocols import DataProtocol
 from crystalgen.errors import CrystalgenInputError
-from crystalgen.generators import Generator, load_model
-from crystalgen.generators.checkpoint import CARD_FILE, card_metrics, set_card_metrics, set_card_section
-from crystalgen.generators.registry import resolve_checkpoint
+from crystalgen.generators import Generator, SampleOptions, load_model
+from crystalgen.models.store import CARD_FILE, resolve_checkpoint, update_card_file
 from crystalgen.reports.document import Preformatted, Section, Table, Text
 from crystalgen.runs import RunDir, atomic_write_text, git_commit, machine_description
 
@@ -27,6 +26,8 @@ class BenchmarkModel:
     model: Generator
     checkpoint: Path | None
     protocol: DataProtocol
+    #: How the benchmark samples (e.g. other sampler steps than the checkpoint's).
+    options: SampleOptions = SampleOptions()
 
     @property
     def card(self) -> str:
@@ -59,8 +60,8 @@ def load_benchmark_model(name: str, dataset: str, protocol: str | None, task: st
     model = load_model(name, data_dir)
     if not model.is_fitted:
         raise CrystalgenInputError(f"model {name!r} is an unfitted family; use a checkpoint (see `crystalgen models`)")
-    if model.task not in (task, "both"):
-        raise CrystalgenInputError(f"model {name!r} does {model.task!r}, not {task!r}")
+    if not model.capabilities.does(task):
+        raise CrystalgenInputError(f"model {name!r} does {model.capabilities.task_label!r}, not {task!r}")
     return BenchmarkModel(model.name, model, resolve_checkpoint(name), resolve_protocol(model, dataset, protocol))
 
 
@@ -115,13 +116,6 @@ def card_path(bench: BenchmarkModel) -> Path:
 def update_card(bench: BenchmarkModel, section: str, values: dict[str, Any], body: str) -> None:
     """Merge ``values`` into the checkpoint card's front-matter metrics and (re)write its ``## section``."""
     update_card_file(card_path(bench), section, values, body)
-
-
-def update_card_file(path: Path, section: str, values: dict[str, Any], body: str) -> None:
-    """:func:`update_card` for a card file given by path (any checkpoint, generator or not)."""
-    card = path.read_text() if path.is_file() else ""
-    card = set_card_metrics(card, {**card_metrics(card), **values})
-    atomic_write_text(path, set_card_section(card, section, body))
 
 
 def run_provenance(meta: dict[str, Any]) -> str:

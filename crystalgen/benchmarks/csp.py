@@ -39,8 +39,8 @@ from crystalgen.crystal import Crystal
 from crystalgen.data import load_split
 from crystalgen.data.loading import parse_cifs
 from crystalgen.errors import CrystalgenInputError
-from crystalgen.generators import Generator, Target
-from crystalgen.generators.registry import list_models
+from crystalgen.generators import Generator, SampleOptions, Target
+from crystalgen.models import list_models
 from crystalgen.metrics._pool import process_pool
 from crystalgen.metrics._util import json_float
 from crystalgen.metrics.csp import UNKNOWN_SYSTEM, CspConfig, CspMatrix, csp_rms_matrix
@@ -94,7 +94,7 @@ def predict(run: RunDir, bench: BenchmarkModel, test: list[Crystal], ids: list[s
     def rows_for(index: int, _target: Target, crystals: list[Crystal]) -> list[dict[str, Any]]:
         return [{"material_id": ids[index], "rank": rank, "cif": c.to_cif()} for rank, c in enumerate(crystals[:k])]
 
-    return len(sample_resumably(bench.model, targets, k, seed, writer, rows_for, f"predicting (k={k})"))
+    return len(sample_resumably(bench.model, targets, k, seed, writer, rows_for, f"predicting (k={k})", bench.options))
 
 
 def read_predictions(path: Path, ids: list[str], k: int) -> list[list[str | None]]:
@@ -158,10 +158,9 @@ def run_csp_benchmark(settings: CspBenchmarkSettings, out: str | os.PathLike, da
     bench = load_benchmark_model(settings.model, settings.dataset, settings.protocol, "csp", data_dir)
     if update_card and settings.sampler_steps is not None:
         raise CrystalgenInputError("--update-card records the checkpoint's own sampler; drop --sampler-steps")
-    if settings.sampler_steps is not None:
-        bench.model = with_sampler_steps(bench.model, settings.sampler_steps)
-    if settings.steps_curve:
+    if settings.sampler_steps is not None or settings.steps_curve:
         _require_sampler_steps(bench.model)  # refuse before any work, not after the main run
+        bench.options = SampleOptions(sampler_steps=settings.sampler_steps)
     run = RunDir(out, {**settings.__dict__, "steps_curve": list(settings.steps_curve),
                        "protocol": bench.protocol.name})
     test = load_split(settings.dataset, bench.protocol.test, data_dir)
@@ -195,22 +194,9 @@ def run_csp_benchmark(settings: CspBenchmarkSettings, out: str | os.PathLike, da
     return metrics
 
 
-def _sampler_description(model: Generator) -> str:
-    sampler = getattr(model, "sampler", None)
-    if sampler is None:
-        return "not applicable"
-    return ", ".join(f"{key}={value}" for key, value in sampler.__dict__.items())
-
-
 def _require_sampler_steps(model: Generator) -> None:
-    if not hasattr(model, "with_sampler"):
+    if "sampler_steps" not in model.capabilities.options:
         raise CrystalgenInputError(f"model {model.name!r} ({model.family}) has no sampler steps to set")
-
-
-def with_sampler_steps(model: Generator, steps: int) -> Generator:
-    """The model sampling with ``steps`` reverse steps; refused for models without a step count."""
-    _require_sampler_steps(model)
-    return model.with_sampler(steps=steps)
 
 
 #: Where the steps curve's sub-runs go inside a benchmark folder.
@@ -271,7 +257,7 @@ def _metrics(run: RunDir, bench: BenchmarkModel, settings: CspBenchmarkSettings,
         ),
         "metadata": run_metadata(run, bench, {"settings": {
             "limit": settings.limit, "k": settings.k, "seed": settings.seed, "require_smact": settings.require_smact,
-            "sampler": _sampler_description(bench.model),
+            "sampler": bench.model.describe_sampling(bench.options),
         }}),
     }
 
@@ -332,7 +318,7 @@ def template_baseline_rows(dataset: str, exclude: str | None) -> list[list[str]]
     """Rows for the shipped template checkpoint(s) of this dataset, from their cards' measured figures."""
     rows = []
     for info in list_models():
-        if info.family != "template" or info.dataset != dataset or info.path is None or info.name == exclude:
+        if not info.baseline or info.dataset != dataset or info.path is None or info.name == exclude:
             continue
         found = False
         for kk in (1, 20):
@@ -378,7 +364,7 @@ def build_csp_report(bench: BenchmarkModel, settings: CspBenchmarkSettings, metr
 
     rows = [[f"crystalgen: {bench.name} (this run)", bench.protocol.name, str(kk), percent(r.match_rate), number(r.rmse),
              f"n={r.n}"] for kk, r in sorted(results.items())]
-    if bench.model.family != "template":
+    if not bench.model.capabilities.baseline:
         rows += template_baseline_rows(dataset, exclude=bench.name)
     rows += [[f"{p.model} (published)", f"{dataset} full train", str(p.k), f"{p.match_rate:.2f}", number(p.rmse),
               p.note] for p in published_csp(dataset)]

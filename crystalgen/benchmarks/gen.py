@@ -35,7 +35,7 @@ from crystalgen.reports.published import SOURCE, published_gen
 
 SAMPLES_FILE, METRICS_FILE = "samples.csv", "metrics.json"
 SAMPLE_COLUMNS = ("sample_id", "formula", "num_atoms", "cif")
-#: The benchmark's full sample count (BENCHMARKS.md); fewer is a "quick run" and says so.
+#: The benchmark's full sample count (docs/protocol.md); fewer is a "quick run" and says so.
 FULL_SAMPLE_COUNT = 10_000
 DEFAULT_SAMPLE_COUNT = 1_000
 
@@ -57,7 +57,7 @@ def generate(run: RunDir, bench: BenchmarkModel, n: int, seed: int) -> None:
         return [{"sample_id": f"s{index:06d}", "formula": c.formula, "num_atoms": c.num_atoms, "cif": c.to_cif()}
                 for c in crystals[:1]]
 
-    sample_resumably(bench.model, [Target()] * n, 1, seed, writer, rows_for, "sampling")
+    sample_resumably(bench.model, [Target()] * n, 1, seed, writer, rows_for, "sampling", bench.options)
 
 
 def read_samples(path: os.PathLike) -> tuple[list[Crystal], int]:
@@ -72,7 +72,7 @@ def surrogate_property(dataset: str) -> tuple[PropertyFn | None, str]:
     """d_E's property function, the shipped ``surrogate-<dataset>``'s mean prediction of its energy
     (the property the filter's stability stage uses), and the report's note on it; ``(None, why)``
     when no such surrogate is shipped."""
-    from crystalgen.generators.registry import resolve_checkpoint
+    from crystalgen.models.store import resolve_checkpoint
 
     name = f"surrogate-{dataset}"
     if resolve_checkpoint(name) is None:
@@ -173,9 +173,9 @@ def build_gen_report(bench: BenchmarkModel, settings: GenBenchmarkSettings, metr
         notes.append(property_note)
     if bench.protocol.name != dataset:
         notes.append(f"- Trained under `{bench.protocol.name}`, on less data than the published models.")
-    if bench.model.family == "template":
-        notes.append("- The template family generates from scratch by returning random training structures: a "
-                     "memorisation reference (novelty 0 by construction), not a generative model.")
+    if bench.model.capabilities.baseline:
+        notes.append(f"- The {bench.model.family} baseline generates from scratch by returning random training "
+                     "structures: a memorisation reference (novelty 0 by construction), not a generative model.")
     rows = [["crystalgen: " + bench.name + " (this run)", percent(result.struct_validity), percent(result.comp_validity),
              percent(result.cov_recall), percent(result.cov_precision), number(result.d_rho), number(result.d_prop),
              number(result.d_elem), percent(result.uniqueness), percent(result.novelty)]]

@@ -25,7 +25,7 @@ from crystalgen.errors import CrystalgenInputError
 from crystalgen.crystal import Crystal
 from crystalgen.filters.build import HULL_ENERGIES
 from crystalgen.filters.hull import ReferenceHull
-from crystalgen.filters.pipeline import DEFAULT_MAX_E_ABOVE_HULL
+from crystalgen.constants import DEFAULT_MAX_E_ABOVE_HULL
 from crystalgen.reports.document import Figure, Report, Section, Table, Text, number, table_markdown, write_report
 from crystalgen.runs import RunDir, atomic_write_text, git_commit, machine_description
 from crystalgen.surrogate.evaluation import PropertyErrors, property_errors
@@ -83,7 +83,7 @@ def stability_agreement(test: Sequence[Crystal], errors: PropertyErrors, hull: R
 def run_surrogate_benchmark(settings: SurrogateBenchmarkSettings, out: str | os.PathLike,
                             data_dir: str | os.PathLike | None = None, update_card: bool = False) -> dict[str, Any]:
     from crystalgen.data import load_protocol
-    from crystalgen.generators.registry import resolve_checkpoint
+    from crystalgen.models.store import resolve_checkpoint
     from crystalgen.surrogate.predictor import load_surrogate
 
     start = time.perf_counter()
@@ -178,8 +178,9 @@ def _report(model, protocol, metrics: dict[str, Any], errors: dict[str, Property
 
 
 def _update_card(checkpoint: Path, protocol, metrics: dict[str, Any]) -> None:
-    from crystalgen.benchmarks.common import run_provenance, update_card_file
-    from crystalgen.generators.checkpoint import CARD_FILE
+    from crystalgen.benchmarks.common import run_provenance
+    from crystalgen.models.store import update_card_file
+    from crystalgen.models.store import CARD_FILE
 
     values = {f"{protocol.dataset}_{name}_test_mae": round(m["mae"], 5) for name, m in metrics["properties"].items()}
     body = [f"On the full {protocol.name} test split, `crystalgen benchmark surrogate` "

@@ -8,6 +8,7 @@ import click
 from rich.console import Console
 
 from crystalgen.cli.data import data_dir_option
+from crystalgen.constants import DEFAULT_MAX_E_ABOVE_HULL
 from crystalgen.data.registry import DATASETS
 
 _model = click.option("--model", "-m", "model_name", required=True,
@@ -103,7 +104,7 @@ def gen(model_name: str, dataset: str, protocol: str | None, num_samples: int, s
 @_model
 @_dataset
 @_protocol
-@click.option("--max-e-hull", "max_e_above_hull", type=float, default=0.1, show_default=True,
+@click.option("--max-e-hull", "max_e_above_hull", type=float, default=DEFAULT_MAX_E_ABOVE_HULL, show_default=True,
               help="Stability threshold (eV/atom) for the precision/recall of E_hull <= threshold.")
 @click.option("--update-card", is_flag=True, help="Write the figures into the checkpoint's card.md.")
 @_out

@@ -9,7 +9,7 @@ import click
 from rich.progress import track
 
 from crystalgen.errors import CrystalgenInputError
-from crystalgen.io import FILE_EXTENSIONS, FORMATS, format_crystal, parse_crystal, read_crystal_file
+from crystalgen.io import FILE_EXTENSIONS, FORMATS, format_crystal, parse_crystal, read_crystal_file, read_csv_table
 
 EXIT_SOME_ROWS_FAILED = 1
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -30,7 +30,7 @@ def convert(source: Path, fmt: str, input_fmt: str | None, out: Path | None) -> 
       crystalgen convert POSCAR --to cif-symmetric --out NaCl_sym.cif
       crystalgen convert samples.csv --to poscar --out poscars/
     """
-    if not source.exists():
+    if not source.exists():  # before any usage error about --out: the file is the bigger problem
         raise CrystalgenInputError(f"file not found: {source}")
     if source.suffix.lower() == ".csv" or source.name.lower().endswith(".csv.gz"):
         return _convert_csv(source, fmt, out)
@@ -46,27 +46,20 @@ def convert(source: Path, fmt: str, input_fmt: str | None, out: Path | None) -> 
 
 
 def _convert_csv(source: Path, fmt: str, out: Path | None) -> int:
-    import pandas as pd
-
     if out is None:
         raise click.UsageError("--out FOLDER is required when converting a CSV")
-    try:
-        frame = pd.read_csv(source)
-    except Exception as exc:
-        raise CrystalgenInputError(f"could not read CSV {source}: {str(exc).splitlines()[0]}") from None
-    if "cif" not in frame.columns:
-        raise CrystalgenInputError(f"{source} has no 'cif' column")
-    ids = frame["material_id"].astype(str) if "material_id" in frame.columns else frame.index.astype(str)
+    columns, rows = read_csv_table(source, "a CSV with a 'cif' column", "cif")
+    ids = [row["material_id"] for row in rows] if "material_id" in columns else [str(i) for i in range(len(rows))]
     out.mkdir(parents=True, exist_ok=True)
     failures = []
-    for row_id, cif in track(list(zip(ids, frame["cif"].astype(str))), description="converting", transient=True):
+    for row_id, cif in track(list(zip(ids, (row["cif"] for row in rows))), description="converting", transient=True):
         name = _UNSAFE_FILENAME.sub("_", row_id) or "row"
         try:
             crystal = parse_crystal(cif, "cif", id=row_id)
             (out / f"{name}{FILE_EXTENSIONS[fmt]}").write_text(format_crystal(crystal, fmt))
         except CrystalgenInputError as exc:
             failures.append((row_id, str(exc)))
-    click.echo(f"converted {len(frame) - len(failures)} of {len(frame)} rows into {out}", err=True)
+    click.echo(f"converted {len(rows) - len(failures)} of {len(rows)} rows into {out}", err=True)
     if failures:
         for row_id, message in failures[:5]:
             click.echo(f"  failed {row_id}: {message}", err=True)

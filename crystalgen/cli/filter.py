@@ -11,9 +11,11 @@ import click
 from rich.console import Console
 
 from crystalgen.cli.data import data_dir_option
-from crystalgen.filters.pipeline import FILTERED_FILE, STAGE_ORDER, FilterConfig, load_filter_config
+from crystalgen.constants import DEFAULT_MAX_E_ABOVE_HULL
+from crystalgen.filters.names import FILTERED_FILE, STAGE_ORDER
 
 if TYPE_CHECKING:
+    from crystalgen.filters.pipeline import FilterConfig
     from crystalgen.filters.inputs import CandidateRow
     from crystalgen.filters.stages import Stage
 
@@ -27,7 +29,7 @@ filter_options = [
                  help="Surrogate checkpoint for the stability stage (default: the filter config's, else surrogate-mp_20; "
                       "with `sample --filter`, the generator's dataset's when shipped)."),
     click.option("--max-e-hull", "max_e_above_hull", type=float, default=None,
-                 help="Stability threshold: estimated energy above the hull, eV/atom (default 0.1)."),
+                 help=f"Stability threshold: estimated energy above the hull, eV/atom (default {DEFAULT_MAX_E_ABOVE_HULL})."),
     click.option("--skip", "skip", multiple=True, type=click.Choice(STAGE_ORDER[:-1]),
                  help="Switch a stage off (repeatable)."),
     click.option("--relax", is_flag=True, default=None,
@@ -43,6 +45,8 @@ def with_filter_options(command: Callable) -> Callable:
 
 def filter_config_from_options(filter_config: Path | None, surrogate: str | None, max_e_above_hull: float | None,
                                skip: tuple[str, ...], relax: bool | None) -> FilterConfig:
+    from crystalgen.filters.pipeline import load_filter_config
+
     overrides: dict[str, Any] = {"surrogate": surrogate, "max_e_above_hull": max_e_above_hull, "relax": relax or None}
     overrides.update({stage: False for stage in skip})
     return load_filter_config(filter_config, **overrides)

@@ -16,17 +16,7 @@ from pathlib import Path
 
 import click
 
-from crystalgen import __version__
 from crystalgen.cli.data import data_dir_option
-from crystalgen.config_sections import read_yaml_mapping
-from crystalgen.data import load_protocol
-from crystalgen.errors import CrystalgenInputError
-from crystalgen.generators.registry import FAMILIES, save_model
-from crystalgen.runs import machine_description
-from crystalgen.surrogate.predictor import FAMILY as SURROGATE_FAMILY
-from crystalgen.surrogate.predictor import Surrogate, save_surrogate
-from crystalgen.training.state import STATE_FILE
-from crystalgen.training.trainer import LOG_FILE
 
 #: Rows of the training log reproduced in the card (evenly spaced, last row included).
 CARD_CURVE_ROWS = 12
@@ -42,49 +32,45 @@ SECONDS_PER_MINUTE = 60.0
 @click.option("--time-limit", type=click.FloatRange(min=0.1), default=None,
               help="Stop after this many minutes (state saved; continue with --resume).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch (default: all).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where to train: auto picks CUDA when a GPU is visible.")
+@click.option("--bf16", is_flag=True, help="bf16 autocast of the forward pass (CUDA only; ignored on the CPU).")
 @data_dir_option
-def train(config_path: Path, out: Path, resume: bool, time_limit: float | None, threads: int | None,
-          data_dir: str | None) -> None:
+def train(config_path: Path, out: Path, resume: bool, time_limit: float | None, threads: int | None, device: str,
+          bf16: bool, data_dir: str | None) -> None:
     """Fit the model described by a config on its data protocol and save it to OUT.
 
-    Surrogates are also calibrated on the protocol's held-out split before they are saved."""
+    Any family in `crystalgen models` can be trained this way; families learned by gradient
+    descent keep a resumable state in OUT. Surrogates are also calibrated on the protocol's
+    held-out split before they are saved."""
+    from crystalgen.config_sections import read_yaml_mapping
+    from crystalgen.data import load_protocol
+    from crystalgen.errors import CrystalgenInputError
+    from crystalgen.models import TrainingRun, build_model, save_model
+    from crystalgen.training.state import STATE_FILE
+
     config = read_yaml_mapping(config_path, "a model config (family, protocol, ...)")
-    family = config.get("family")
-    if not isinstance(family, str) or family not in (*FAMILIES, SURROGATE_FAMILY):
-        raise CrystalgenInputError(f"{config_path}: unknown family {family!r}; families: "
-                                   f"{', '.join((*FAMILIES, SURROGATE_FAMILY))}")
     if "protocol" not in config:
         raise CrystalgenInputError(f"{config_path}: the config needs a 'protocol'")
     if (out / STATE_FILE).is_file() and not resume:
         raise CrystalgenInputError(f"{out} already holds a training run; pass --resume to continue it or pick another --out")
     if resume and not (out / STATE_FILE).is_file():
         raise CrystalgenInputError(f"--resume: no training state in {out}")
+    protocol = load_protocol(config["protocol"])
+    model = build_model(config, kind=None)
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    protocol = load_protocol(config["protocol"])
-    settings = {k: v for k, v in config.items() if k != "family"}
-    model = Surrogate(settings) if family == SURROGATE_FAMILY else FAMILIES[family](settings)
     start = time.perf_counter()
-    if getattr(model, "learned", False):
-        model.fit(protocol.name, data_dir, run_dir=out, resume=resume,
-                  time_limit_s=time_limit * SECONDS_PER_MINUTE if time_limit else None)
-    else:
-        model.fit(protocol.name, data_dir)
+    run = TrainingRun(out, resume, time_limit * SECONDS_PER_MINUTE if time_limit else None, device, bf16)
+    model.fit(protocol.name, data_dir, run)
     wall = time.perf_counter() - start
     if not _is_main_process():
         return
-    if family == SURROGATE_FAMILY:
-        from crystalgen.surrogate.evaluation import heldout_section
-
-        held_out = protocol.load(data_dir, include_test=False).select
-        errors = model.calibrate(held_out) if held_out else {}
-        card = _card(model, family, protocol.describe(), wall, config_path, out)
-        save_surrogate(model, out, card + heldout_section(model, errors, len(held_out)))
-    else:
-        save_model(model, out, _card(model, family, protocol.describe(), wall, config_path, out))
-    summary = getattr(model, "training_summary", {})
+    extra = model.after_fit(data_dir)
+    save_model(model, out, _card(model, protocol.describe(), wall, config_path, out) + extra)
+    summary = model.training_summary
     if summary and not summary["finished"]:
         click.echo(f"stopped at step {summary['steps']} of {model.train_config.steps}; "
                    f"continue with: crystalgen train --config {config_path} --out {out} --resume", err=True)
@@ -98,62 +84,56 @@ def _is_main_process() -> bool:
 
 
 def _machine() -> str:
+    from crystalgen.runs import machine_description
+
     info = machine_description()
     gpu = f", GPU {info['gpu']}" if info.get("gpu") else ", no GPU"
     return f"{info['cpu']} ({info['cores']} cores){gpu}; torch {info.get('torch')}, Python {info['python']}"
 
 
-def _card(model, family: str, protocol: str, wall_s: float, config_path: Path, out: Path) -> str:
-    task = getattr(model, "task", "property prediction")
+def _card(model, protocol: str, wall_s: float, config_path: Path, out: Path) -> str:
+    from crystalgen import __version__
+    from crystalgen.training.trainer import LOG_FILE
+
+    capabilities = model.capabilities
     header = f"""# {model.name}
 
-- **Family:** {family} (task: {task})
+- **Family:** {model.family} (task: {capabilities.task_label})
 - **Data protocol:** {protocol}
 - **Trained with:** `crystalgen train --config {config_path.as_posix()}` (crystalgen {__version__})
 - **Machine:** {_machine()}
 """
-    if not getattr(model, "learned", False):
-        return header + f"""- **Fit wall time:** {wall_s:.1f} s (includes parsing the training CIFs the first time)
-- **Steps:** none; the template baseline is not trained by gradient descent. Its only fitted
-  parameters are per-element atomic volumes (a ridge least-squares fit of cell volume on element
-  counts over the training split), stored in `model.safetensors`. The training structures
-  themselves are read from the data directory at load time, never stored here.
-
-## {_metrics_section("csp")}
-
-None measured yet for this checkpoint: `crystalgen benchmark csp --update-card` fills the front
-matter and this section once run on the full test split.
-"""
+    body = header
     summary = model.training_summary
+    if summary:
+        body += _training_lines(model, summary)
+    body += model.card_notes(wall_s)
+    if summary:
+        body += f"\n## Training curve\n\n{_curve_table(out / LOG_FILE)}\n"
+    for task in sorted(capabilities.tasks):
+        body += f"""
+## {_metrics_section(task)}
+
+None measured yet for this checkpoint: `crystalgen benchmark {task} --update-card` fills the
+front matter and this section once run on the full test split.
+"""
+    return body
+
+
+def _training_lines(model, summary: dict) -> str:
     train_config = model.train_config
     status = "finished" if summary["finished"] else f"**unfinished** (stopped at step {summary['steps']})"
     processes = summary["processes"]
     structures = summary["steps"] * train_config.batch_size * processes
     rate = structures / summary["wall_s"] if summary["wall_s"] > 0 else float("nan")
-    training = f"""- **Architecture:** {model.describe_architecture()}
+    return f"""- **Architecture:** {model.describe_architecture()}
 - **Training:** {summary['steps']:,} of {train_config.steps:,} steps ({status}), batch {train_config.batch_size}
-  per process x {processes} process(es), AdamW lr {train_config.lr} ({train_config.lr_schedule}), EMA decay {train_config.ema_decay}, seed {train_config.seed};
+  per process x {processes} process(es) on {summary.get('device', 'cpu')}, AdamW lr {train_config.lr} ({train_config.lr_schedule}), EMA decay {train_config.ema_decay}, seed {train_config.seed};
   {summary['train_structures']:,} training structures (about {structures / summary['train_structures']:.1f} epochs)
 - **Training wall time:** {summary['wall_s'] / SECONDS_PER_MINUTE:.1f} min of training steps, summed over resumed
   sessions (data loading and time lost to interruptions not included)
 - **Training throughput:** {rate:.0f} structures/s on the machine above
 - **Weights:** the EMA copy, float32
-"""
-    curve = f"""
-## Training curve
-
-{_curve_table(out / LOG_FILE)}
-"""
-    if family == SURROGATE_FAMILY:
-        return header + training + f"- **Properties:** {', '.join(model.properties)}\n" + curve
-    sampler = (f"- **Sampler:** {model.sampler.steps} steps, "
-               f"{'ancestral' if model.sampler.stochastic else 'probability-flow ODE / DDIM'}, "
-               f"{model.sampler.corrector_steps} corrector steps per step\n")
-    return header + training + sampler + curve + f"""
-## {_metrics_section(model.task)}
-
-None measured yet for this checkpoint: `crystalgen benchmark {model.task} --update-card` fills the
-front matter and this section.
 """
 
 

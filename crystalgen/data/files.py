@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crystalgen.data.registry import CDVAE_COMMIT, SplitSpec, get_dataset
-from crystalgen.errors import DatasetError
+from crystalgen.errors import CrystalgenInputError, DatasetError
+from crystalgen.io import gunzip, read_file_bytes
 
 DATA_DIR_ENV = "CRYSTALGEN_DATA_DIR"
 SPLIT_SUFFIXES = (".csv.gz", ".csv")
@@ -61,6 +62,11 @@ def split_file(dataset: str, split: str, data_dir: str | os.PathLike | None = No
     path = find_split_file(dataset, split, data_dir)
     if path is not None:
         return path
+    for suffix in SPLIT_SUFFIXES:
+        odd = resolve_data_dir(data_dir) / dataset / f"{split}{suffix}"
+        if odd.exists():  # there, but a folder or a device: "missing" would send the user looking elsewhere
+            kind = "is a directory" if odd.is_dir() else "not a regular file"
+            raise DatasetError(f"{odd}: {kind}, expected the {dataset}/{split} split file")
     expected = resolve_data_dir(data_dir) / dataset / f"{split}.csv.gz"
     if spec.url:
         how = f"run `crystalgen data fetch {dataset} --split {split}` or point --data-dir/{DATA_DIR_ENV} at a copy"
@@ -70,10 +76,6 @@ def split_file(dataset: str, split: str, data_dir: str | os.PathLike | None = No
 
 
 # ---------------------------------------------------------------------------------- checksums
-def _read_uncompressed(path: Path) -> bytes:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        return handle.read()
 
 
 def git_blob_sha1(content: bytes) -> str:
@@ -96,7 +98,7 @@ class VerifyResult:
     dataset: str
     split: str
     path: Path | None
-    status: str  # "canonical", "known-copy", "unpinned", "MISMATCH", "missing"
+    status: str  # "canonical", "known-copy", "unpinned", "MISMATCH", "corrupt" (unreadable), "missing"
     detail: str
 
     @property
@@ -110,10 +112,14 @@ def verify_split(dataset: str, split: str, data_dir: str | os.PathLike | None = 
     path = find_split_file(dataset, split, data_dir)
     if path is None:
         return VerifyResult(dataset, split, None, "missing", "file not found")
-    sha256 = sha256_file(path)
-    if sha256 in spec.known_sha256:
-        return VerifyResult(dataset, split, path, "known-copy", f"sha256 {sha256[:12]}… matches a pinned copy")
-    blob = git_blob_sha1(_read_uncompressed(path))
+    try:
+        raw = read_file_bytes(path, f"the {dataset}/{split} split file")
+        sha256 = hashlib.sha256(raw).hexdigest()
+        if sha256 in spec.known_sha256:
+            return VerifyResult(dataset, split, path, "known-copy", f"sha256 {sha256[:12]}… matches a pinned copy")
+        blob = git_blob_sha1(gunzip(raw, path) if path.name.endswith(".gz") else raw)
+    except CrystalgenInputError as exc:  # a verdict on this split, not an error that stops the others
+        return VerifyResult(dataset, split, path, "corrupt", str(exc))
     if spec.git_blob_sha1 and blob == spec.git_blob_sha1:
         return VerifyResult(dataset, split, path, "canonical", f"git blob {blob[:12]}… matches CDVAE@{CDVAE_COMMIT[:8]}")
     if not spec.git_blob_sha1 and not spec.known_sha256:

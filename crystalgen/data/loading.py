@@ -7,6 +7,8 @@ The cache is keyed by the sha256 of the source file, so an edited file is re-par
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import sys
@@ -16,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from crystalgen.crystal import Crystal, crystals_from_arrays, crystals_to_arrays
-from crystalgen.data.files import DATA_DIR_ENV, fetch_split, find_split_file, sha256_file, split_file, user_cache_dir
+from crystalgen.crystal import Crystal, atomic_numbers_of, crystals_from_arrays, crystals_to_arrays
+from crystalgen.data.files import DATA_DIR_ENV, fetch_split, find_split_file, split_file, user_cache_dir
 from crystalgen.data.registry import get_dataset
-from crystalgen.errors import CrystalgenInputError, DatasetError, StructureParseError
+from crystalgen.errors import CrystalgenInputError, DatasetError, StructureParseError, first_line
+from crystalgen.io import decode_text, parse_crystal, read_file_bytes, read_text_file
 from crystalgen.progress import progress_bar
 
 #: Bump when the cached layout or the parsing changes, so stale caches are ignored.
@@ -29,6 +32,7 @@ PARSE_CHUNK_SIZE = 256
 #: Below this many CIFs a process pool costs more than it saves.
 MIN_ROWS_FOR_POOL = 512
 ID_COLUMN, CIF_COLUMN = "material_id", "cif"
+STRUCTURE_CSV = f"a structure CSV (with '{ID_COLUMN}' and '{CIF_COLUMN}' columns)"
 
 
 def default_workers() -> int:
@@ -48,9 +52,9 @@ def _parse_cif_rows(cifs: list[str]) -> list[tuple[np.ndarray, np.ndarray, np.nd
                 s = Structure.from_str(text, fmt="cif")
                 if not s.is_ordered:
                     raise ValueError("disordered structure")
-                out.append((s.lattice.matrix, s.frac_coords, np.array([site.specie.Z for site in s])))
+                out.append((s.lattice.matrix, s.frac_coords, atomic_numbers_of(s)))
             except Exception as exc:  # one bad row must not stop the batch
-                out.append(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                out.append(f"{type(exc).__name__}: {first_line(exc)}")
     return out
 
 
@@ -85,15 +89,17 @@ def read_structure_csv(
     Args:
         on_error: ``"raise"`` stops at the first unparsable CIF; ``"skip"`` drops such rows and warns.
     """
+    return _crystals_from_csv_text(read_text_file(path, STRUCTURE_CSV), Path(path), on_error, workers)
+
+
+def _crystals_from_csv_text(text: str, path: Path, on_error: str, workers: int | None) -> list[Crystal]:
     import pandas as pd
 
-    path = Path(path)
-    if not path.is_file():
-        raise CrystalgenInputError(f"file not found: {path}")
     try:
-        frame = pd.read_csv(path)
-    except Exception as exc:
-        raise CrystalgenInputError(f"could not read CSV {path}: {str(exc).splitlines()[0]}") from None
+        frame = pd.read_csv(io.StringIO(text))
+    except Exception as exc:  # pandas raises ParserError, EmptyDataError, ValueError, ...
+        hint = "; is the file truncated?" if "EOF inside string" in str(exc) else ""
+        raise CrystalgenInputError(f"{path}: not a readable CSV ({first_line(exc)}){hint}") from None
     frame = frame.drop(columns=[c for c in frame.columns if str(c).startswith("Unnamed:")])
     missing = [c for c in (ID_COLUMN, CIF_COLUMN) if c not in frame.columns]
     if missing:
@@ -129,8 +135,9 @@ def read_cif_folder(folder: str | os.PathLike) -> list[Crystal]:
         raise CrystalgenInputError(f"no .cif files in {folder}")
     crystals = []
     for file in files:
+        text = read_text_file(file, "a CIF")
         try:
-            crystals.append(Crystal.from_cif(file.read_text(), id=file.stem))
+            crystals.append(parse_crystal(text, "cif", id=file.stem))
         except StructureParseError as exc:
             raise StructureParseError(f"{file}: {exc}") from None
     return crystals
@@ -183,15 +190,14 @@ def load_cache(path: Path) -> list[Crystal]:
 def load_csv_cached(path: str | os.PathLike, on_error: str = "raise", use_cache: bool = True) -> list[Crystal]:
     """:func:`read_structure_csv` with the binary cache in front of it."""
     path = Path(path)
-    if not path.is_file():
-        raise CrystalgenInputError(f"file not found: {path}")
-    cache = _cache_path(path, sha256_file(path), on_error)
+    raw = read_file_bytes(path, STRUCTURE_CSV)  # read once: hashed for the cache key, parsed on a miss
+    cache = _cache_path(path, hashlib.sha256(raw).hexdigest(), on_error)
     if use_cache and cache.is_file():
         try:
             return load_cache(cache)
         except Exception:
             cache.unlink(missing_ok=True)  # a truncated or stale cache is rebuilt, never trusted
-    crystals = read_structure_csv(path, on_error=on_error)
+    crystals = _crystals_from_csv_text(decode_text(raw, path, STRUCTURE_CSV), path, on_error, None)
     if use_cache:
         save_cache(crystals, cache, source=str(path))
     return crystals
@@ -214,3 +220,5 @@ def load_split(dataset: str, split: str, data_dir: str | os.PathLike | None = No
         return load_csv_cached(path, use_cache=use_cache)
     except StructureParseError as exc:
         raise DatasetError(f"{dataset}/{split} is corrupt: {exc}") from None
+    except CrystalgenInputError as exc:  # the file itself: unreadable, binary, a truncated gzip, not a CSV, ...
+        raise DatasetError(f"{dataset}/{split}: {exc}") from None

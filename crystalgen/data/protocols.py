@@ -13,17 +13,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from crystalgen.config_sections import read_yaml_mapping
 from crystalgen.crystal import Crystal
 from crystalgen.data.loading import load_split
 from crystalgen.data.registry import get_dataset
-from crystalgen.errors import DatasetError
-
-
-def configs_dir() -> Path:
-    """The repository's ``configs/`` folder."""
-    return Path(__file__).resolve().parents[2] / "configs"
+from crystalgen.errors import CrystalgenInputError, DatasetError, first_line
+from crystalgen.resources import configs_dir
 
 
 @dataclass(frozen=True)
@@ -94,27 +89,34 @@ def list_protocols() -> list[str]:
 
 def load_protocol(name_or_path: str | os.PathLike) -> DataProtocol:
     """A protocol by name (``configs/data/<name>.yaml``) or by path to a YAML file."""
+    if not isinstance(name_or_path, (str, os.PathLike)):  # e.g. `protocol: [perov_5]` in a model config
+        raise DatasetError(f"a protocol is a name or the path of a YAML file, got {name_or_path!r}")
     path = Path(name_or_path)
     if not path.suffix:
         path = configs_dir() / "data" / f"{name_or_path}.yaml"
-    if not path.is_file():
+    if not path.exists():
         known = ", ".join(list_protocols())
         raise DatasetError(f"unknown protocol {str(name_or_path)!r}; known protocols: {known}")
+    raw = read_yaml_mapping(path, "a data protocol (name, dataset, train, test, ...)")
     try:
-        raw = yaml.safe_load(path.read_text())
         holdout = raw.get("holdout")
+        train = raw["train"]
         return DataProtocol(
             name=raw["name"],
             title=raw.get("title", raw["name"]),
             dataset=raw["dataset"],
-            train=tuple(raw["train"]),
+            train=(train,) if isinstance(train, str) else tuple(train),
             test=raw["test"],
             select=raw.get("select"),
             holdout=Holdout(float(holdout["fraction"]), int(holdout["seed"])) if holdout else None,
             source=str(path),
         )
-    except (KeyError, TypeError, yaml.YAMLError) as exc:
-        raise DatasetError(f"malformed protocol file {path}: {exc}") from None
+    except CrystalgenInputError as exc:  # an unknown dataset or split, or both or neither of select/holdout
+        raise DatasetError(f"{path}: {exc}") from None
+    except KeyError as exc:
+        raise DatasetError(f"malformed protocol file {path}: no {exc} key") from None
+    except (TypeError, ValueError) as exc:
+        raise DatasetError(f"malformed protocol file {path}: {first_line(exc)}") from None
 
 
 def load_training_split(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 from functools import lru_cache
 
 import torch
@@ -65,6 +66,7 @@ class TorusVE:
     sigma_max: float = 0.5
     #: Langevin step size factor of the corrector (DiffCSP's gamma).
     corrector_step: float = 1e-5
+    discrete: ClassVar[bool] = False
 
     def sigma(self, t: torch.Tensor) -> torch.Tensor:
         return geometric_sigmas(self.sigma_min, self.sigma_max, t)
@@ -91,21 +93,39 @@ class TorusVE:
         log_norm = (1 - frac) * table[low].log() + frac * table[low + 1].log()
         return log_norm.exp().to(device=t.device, dtype=t.dtype if t.is_floating_point() else torch.float32)
 
+    def step_noise(self, xt: torch.Tensor, generator: torch.Generator | None = None,
+                   stochastic: bool = True) -> torch.Tensor | None:
+        """The standard normal draw a reverse (or corrector) step adds, or ``None`` for a deterministic step."""
+        return _randn_like(xt, generator) if stochastic else None
+
     def reverse_step(self, xt: torch.Tensor, score: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
-                     generator: torch.Generator | None = None, stochastic: bool = True) -> torch.Tensor:
-        """From time t down to s < t (per row): ancestral VE step, or the probability-flow ODE step."""
+                     generator: torch.Generator | None = None, stochastic: bool = True,
+                     noise: torch.Tensor | None = None) -> torch.Tensor:
+        """From time t down to s < t (per row): ancestral VE step, or the probability-flow ODE step.
+        ``noise`` is the step's standard normal draw (drawn here when not given)."""
         var_t, var_s = _per_row(self.sigma(t), xt) ** 2, _per_row(self.sigma(s), xt) ** 2
         if not stochastic:
             return wrap(xt + 0.5 * (var_t - var_s) * score)
         step = var_t - var_s
         noise_scale = torch.sqrt(step * var_s / var_t)
-        return wrap(xt + step * score + noise_scale * _randn_like(xt, generator))
+        noise = _randn_like(xt, generator) if noise is None else noise
+        return wrap(xt + step * score + noise_scale * noise)
 
     def corrector_step_(self, xt: torch.Tensor, score: torch.Tensor, s: torch.Tensor,
-                        generator: torch.Generator | None = None) -> torch.Tensor:
+                        generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
         """One Langevin correction at noise level sigma(s), step size scaled as in DiffCSP."""
         step = self.corrector_step * (_per_row(self.sigma(s), xt) / self.sigma_min) ** 2
-        return wrap(xt + step * score + torch.sqrt(2 * step) * _randn_like(xt, generator))
+        noise = _randn_like(xt, generator) if noise is None else noise
+        return wrap(xt + step * score + torch.sqrt(2 * step) * noise)
+
+    def denoise(self, xt: torch.Tensor, score: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Tweedie's estimate of the clean data, ``x_t + sigma(t)^2 score`` (unwrapped, so it stays
+        differentiable and its distance to x_t is the predicted displacement)."""
+        return xt + _per_row(self.sigma(t), xt) ** 2 * score
+
+    def guide(self, score: torch.Tensor, gradient: torch.Tensor, t: torch.Tensor, strength: float) -> torch.Tensor:
+        """The score of the guided density ``p(x) exp(-strength * loss)``, given d loss / d x_t."""
+        return score - strength * gradient
 
 
 # ---------------------------------------------------------------------------------- Euclidean
@@ -118,6 +138,7 @@ class EuclideanVP:
     """
 
     x0_clip: float | None = None
+    discrete: ClassVar[bool] = False
 
     def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
         f = torch.cos((t + COSINE_OFFSET) / (1 + COSINE_OFFSET) * math.pi / 2) ** 2
@@ -139,9 +160,26 @@ class EuclideanVP:
         ab = _per_row(self.alpha_bar(t), xt)
         return (xt - (1 - ab).sqrt() * eps) / ab.sqrt()
 
+    def step_noise(self, xt: torch.Tensor, generator: torch.Generator | None = None,
+                   stochastic: bool = True) -> torch.Tensor | None:
+        """The standard normal draw a reverse step adds, or ``None`` for a deterministic step."""
+        return _randn_like(xt, generator) if stochastic else None
+
+    def denoise(self, xt: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The predicted clean data, clipped as in :meth:`reverse_step`."""
+        x0 = self.predict_x0(xt, eps, t)
+        return x0 if self.x0_clip is None else x0.clamp(-self.x0_clip, self.x0_clip)
+
+    def guide(self, eps: torch.Tensor, gradient: torch.Tensor, t: torch.Tensor, strength: float) -> torch.Tensor:
+        """The noise prediction of the guided density ``p(x) exp(-strength * loss)``: the score is
+        ``-eps / sqrt(1 - ab)``, so subtracting ``strength * gradient`` from it adds this to eps."""
+        return eps + strength * (1 - _per_row(self.alpha_bar(t), eps)).sqrt() * gradient
+
     def reverse_step(self, xt: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
-                     generator: torch.Generator | None = None, stochastic: bool = True) -> torch.Tensor:
-        """From t to s < t: the DDPM posterior draw, or the deterministic DDIM step."""
+                     generator: torch.Generator | None = None, stochastic: bool = True,
+                     noise: torch.Tensor | None = None) -> torch.Tensor:
+        """From t to s < t: the DDPM posterior draw, or the deterministic DDIM step. ``noise`` is
+        the posterior's standard normal draw (drawn here when not given)."""
         ab_t, ab_s = _per_row(self.alpha_bar(t), xt), _per_row(self.alpha_bar(s), xt)
         x0 = self.predict_x0(xt, eps, t)
         if self.x0_clip is not None:
@@ -152,7 +190,8 @@ class EuclideanVP:
         alpha = ab_t / ab_s  # of the jump from s to t
         mean = (ab_s.sqrt() * (1 - alpha) * x0 + alpha.sqrt() * (1 - ab_s) * xt) / (1 - ab_t)
         var = (1 - alpha) * (1 - ab_s) / (1 - ab_t)
-        return mean + var.clamp(min=0).sqrt() * _randn_like(xt, generator)
+        noise = _randn_like(xt, generator) if noise is None else noise
+        return mean + var.clamp(min=0).sqrt() * noise
 
 
 # ---------------------------------------------------------------------------------- discrete
@@ -161,9 +200,18 @@ class AbsorbingDiscrete:
     """D3PM with an absorbing mask: at time t each token is masked with probability t."""
 
     mask_token: int = 0
+    #: Tells the sampler this process has no continuous state to project, denoise or guide.
+    discrete: ClassVar[bool] = True
 
-    def prior(self, shape: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
+    def prior(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
+              dtype: torch.dtype = torch.long, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Every token masked (``generator`` and ``dtype`` are there for a uniform interface)."""
         return torch.full(shape, self.mask_token, dtype=torch.long, device=device)
+
+    def step_noise(self, xt: torch.Tensor, generator: torch.Generator | None = None,
+                   stochastic: bool = True) -> None:
+        """Discrete steps draw their own randomness; there is no additive noise to project."""
+        return None
 
     def corrupt(self, x0: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,8 +221,10 @@ class AbsorbingDiscrete:
         return torch.where(masked, torch.full_like(x0, self.mask_token), x0), masked
 
     def reverse_step(self, xt: torch.Tensor, logits: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
-        """Unmask each masked token with probability (t - s) / t, drawing its class from the logits."""
+                     generator: torch.Generator | None = None, stochastic: bool = True,
+                     noise: None = None) -> torch.Tensor:
+        """Unmask each masked token with probability (t - s) / t, drawing its class from the logits
+        (always stochastic; ``stochastic`` and ``noise`` are there for a uniform interface)."""
         logits = logits.clone()
         logits[:, self.mask_token] = -math.inf
         probs = torch.softmax(logits.float(), dim=-1)

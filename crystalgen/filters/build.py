@@ -36,7 +36,7 @@ def hull_energy_property(surrogate: Any) -> str:
 
 def surrogate_name(config: FilterConfig, preferred: str | None = None) -> str:
     """The config's surrogate; else ``preferred`` (e.g. the generator's dataset's) if shipped; else the default."""
-    from crystalgen.generators.registry import resolve_checkpoint
+    from crystalgen.models.store import resolve_checkpoint
 
     if config.surrogate:
         return config.surrogate
@@ -47,13 +47,13 @@ def surrogate_name(config: FilterConfig, preferred: str | None = None) -> str:
 
 def _surrogate_protocol(name: str) -> str | None:
     """The training protocol recorded in a surrogate checkpoint's config (without loading its weights)."""
-    from crystalgen.generators.checkpoint import read_checkpoint
-    from crystalgen.generators.registry import resolve_checkpoint
+    from crystalgen.models.store import read_checkpoint
+    from crystalgen.models.store import resolve_checkpoint
 
     folder = resolve_checkpoint(name)
     if folder is None:
         raise CrystalgenInputError(f"unknown surrogate {name!r}: not a checkpoint folder or shipped name")
-    return read_checkpoint(folder)[0].get("protocol")
+    return read_checkpoint(folder, weights=False).config.get("protocol")
 
 
 def build_stages(config: FilterConfig, protocol: str | None, data_dir: str | os.PathLike | None,

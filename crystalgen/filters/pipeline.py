@@ -18,23 +18,21 @@ from typing import Any
 import numpy as np
 
 from crystalgen.config_sections import checked_section, read_yaml_mapping
+from crystalgen.constants import DEFAULT_MAX_E_ABOVE_HULL
 from crystalgen.crystal import Crystal
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.filters.inputs import CandidateRow
+from crystalgen.filters.names import FILTERED_FILE, STAGE_ORDER
 from crystalgen.filters.stages import Stage
 from crystalgen.metrics.validity import MIN_DISTANCE, MIN_VOLUME
 from crystalgen.progress import progress_bar
 from crystalgen.runs import RunDir, atomic_write_text
 
-FILTERED_FILE = "filtered.csv"
 SUMMARY_FILE = "summary.json"
 #: Candidates per chunk: each chunk's rows are written (durably) before the next starts.
 CHUNK_ROWS = 256
 #: ``reject_reason`` of a row whose structure could not be read.
 UNREADABLE = "unreadable"
-#: Pipeline order; ``relax`` (CHGNet) is off unless asked for.
-STAGE_ORDER = ("structural", "composition", "uniqueness", "novelty", "stability", "relax")
-DEFAULT_MAX_E_ABOVE_HULL = 0.1  # eV/atom
 #: Floor on a wall time used as a divisor (a run with nothing left to do takes ~0 s).
 MIN_WALL_S = 1e-9
 
@@ -73,6 +71,10 @@ def load_filter_config(path: str | os.PathLike | None, **overrides: Any) -> Filt
         section = loaded.get("filter", loaded)
         if not isinstance(section, dict):
             raise CrystalgenInputError(f"{path}: 'filter' must be a mapping of stage settings, got {section!r}")
+        try:  # the file's settings alone first, so that an error in them names the file
+            FilterConfig.from_mapping(section)
+        except CrystalgenInputError as exc:
+            raise CrystalgenInputError(f"{path}: {exc}") from None
         values = dict(section)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return FilterConfig.from_mapping(values)

@@ -1,11 +1,13 @@
 """The diffusion generator family (CDVAE/DiffCSP-style): :class:`CrystalDiffusion` behind the
-:class:`Generator` interface, trained with the shared :class:`~crystalgen.training.Trainer`.
+:class:`Generator` interface, trained with the shared :class:`~crystalgen.training.Trainer` and
+sampled with the shared :class:`~crystalgen.diffusion.sampler.ReverseSampler`.
 
 One family serves both tasks; a checkpoint's config says which one it was trained for:
 
 * ``task: csp``: a target composition fixes the atoms, and lattice and coordinates are sampled;
-* ``task: gen``: no target, and the atom count (from the training distribution), the types, the
-  lattice and the coordinates are all sampled.
+* ``task: gen``: no composition; the atom count (from the training distribution unless the target
+  gives one), the types (restricted to the target's element set, if any), the lattice and the
+  coordinates are all sampled.
 
 Config (YAML, see ``configs/models/diffusion-*.yaml``)::
 
@@ -22,18 +24,23 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields, replace
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from crystalgen.config_sections import checked_section, dataclass_defaults, section_dataclass
+from crystalgen.constants import MAX_EMBEDDED_Z
 from crystalgen.crystal import Crystal, crystals_from_arrays
+from crystalgen.devices import resolve_device
+from crystalgen.diffusion.sampler import SamplerConfig
 from crystalgen.errors import CrystalgenInputError
-from crystalgen.generators.base import Generator, Target
+from crystalgen.generators.base import Generator, SampleOptions, Target
 from crystalgen.generators.diffusion_model import CrystalDiffusion, DiffusionConfig
-from crystalgen.nn.denoiser import MAX_Z, DenoiserConfig
+from crystalgen.models.base import TrainingRun
+from crystalgen.models.capabilities import CSP, GEN, Capabilities
+from crystalgen.nn.denoiser import DenoiserConfig
 from crystalgen.training.fitting import TrainsOnProtocol
 
 #: Atoms per denoiser call while sampling: large enough to keep the matrix products efficient,
@@ -43,16 +50,7 @@ SAMPLE_BATCH_ATOMS = 4096
 #: fixed by the task (see :class:`CrystalDiffusion`), so they are not settable.
 _DENOISER_KEYS = {f.name for f in fields(DenoiserConfig)} - {"num_types", "equivariant_lattice", "crystal_features"}
 _DIFFUSION_KEYS = {f.name for f in fields(DiffusionConfig)} - {"denoiser", "task"}
-
-
-@dataclass(frozen=True)
-class SamplerConfig:
-    """How reverse diffusion is run: ``steps`` on a uniform grid, ancestral steps (``stochastic``)
-    or the probability-flow ODE / DDIM, and Langevin corrector steps per step."""
-
-    steps: int = 100
-    stochastic: bool = True
-    corrector_steps: int = 0
+_TASK_CONDITIONS = {CSP: frozenset({"composition"}), GEN: frozenset({"num_atoms", "elements"})}
 
 
 def _build_config(task: str, settings: Any) -> DiffusionConfig:
@@ -64,30 +62,31 @@ def _build_config(task: str, settings: Any) -> DiffusionConfig:
 
 class DiffusionGenerator(TrainsOnProtocol, Generator):
     family = "diffusion"
-    task = "both"  # per checkpoint: ``config["task"]`` is "csp" or "gen"
-    learned = True
+
+    @classmethod
+    def capabilities_for(cls, config: dict) -> Capabilities:
+        task = config.get("task", CSP)
+        return Capabilities(tasks=frozenset({task}), conditions=_TASK_CONDITIONS.get(task, frozenset()),
+                            options=frozenset({"sampler_steps", "guidance", "batch_size", "device"}), trained=True)
 
     def __init__(self, config: dict | None = None) -> None:
         from crystalgen.training import TrainConfig
 
         super().__init__(config)
-        self.task = self.config.setdefault("task", "csp")
-        if self.task not in ("csp", "gen"):
+        self.task = self.config.setdefault("task", CSP)
+        if self.task not in (CSP, GEN):
             raise CrystalgenInputError(f"diffusion task must be 'csp' or 'gen', got {self.task!r}")
         self.model = CrystalDiffusion(_build_config(self.task, self.config.get("model")))
         self.train_config: TrainConfig = section_dataclass(self.config, "training", TrainConfig)
         self.sampler: SamplerConfig = section_dataclass(self.config, "sampling", SamplerConfig)
         self._fitted = False
-        #: Set by :meth:`fit`: training steps done, seconds spent, the last logged losses.
-        self.training_summary: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ fitting
     @property
     def is_fitted(self) -> bool:
         return self._fitted
 
-    def fit_crystals(self, train: Sequence[Crystal], run_dir: str | os.PathLike | None = None, resume: bool = False,
-                     time_limit_s: float | None = None) -> None:
+    def fit_crystals(self, train: Sequence[Crystal], run: TrainingRun) -> None:
         """Train on the given crystals (what :meth:`fit` does once it has loaded the protocol's split)."""
         from crystalgen.training import train_model
 
@@ -97,55 +96,75 @@ class DiffusionGenerator(TrainsOnProtocol, Generator):
             torch.as_tensor([c.num_atoms for c in train]),
         )
         # ships (and samples from) the EMA weights
-        self.training_summary = train_model(self.model, train, self.train_config, run_dir, resume, time_limit_s)
+        self.training_summary = train_model(self.model, train, self.train_config, run)
+        self.model.cpu()
         self._fitted = True
 
     def state(self) -> dict[str, Any]:
-        return {k: v.detach().float() if v.is_floating_point() else v.detach() for k, v in self.model.state_dict().items()}
+        return {k: v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()
+                for k, v in self.model.state_dict().items()}
 
     def load_state(self, tensors: dict[str, Any], data_dir: str | os.PathLike | None = None) -> None:
         weights = {k: torch.as_tensor(np.asarray(v)) for k, v in tensors.items()}
+        if "num_atoms_distribution" not in weights:
+            raise CrystalgenInputError(f"diffusion checkpoint {self.name!r}: weights lack num_atoms_distribution")
         # The atom-count distribution's length is the training set's largest cell, unknown until now.
         self.model.num_atoms_distribution = torch.zeros_like(weights["num_atoms_distribution"])
-        self.model.load_state_dict(weights)
+        try:
+            self.model.load_state_dict(weights)
+        except RuntimeError as exc:
+            from crystalgen.errors import first_line
+
+            raise CrystalgenInputError(f"diffusion checkpoint {self.name!r}: weights do not match its config "
+                                       f"({first_line(exc)})") from None
         self.model.eval()
         self._fitted = True
 
     # ------------------------------------------------------------------ sampling
     def check_target(self, target: Target) -> None:
-        if target.spacegroup is not None:
-            raise CrystalgenInputError(
-                f"model {self.name!r} cannot condition on a space group; the Wyckoff generator can")
-        if self.task == "csp" and target.composition is None:
-            raise CrystalgenInputError(f"model {self.name!r} does crystal structure prediction: give a composition")
-        if self.task == "gen" and target.composition is not None:
-            raise CrystalgenInputError(
-                f"model {self.name!r} generates from scratch and takes no composition; use a CSP model")
-        if target.composition is not None:
-            beyond = [el.symbol for el in target.composition if el.Z > MAX_Z]
-            if beyond:
-                raise CrystalgenInputError(f"model {self.name!r} embeds elements up to Z={MAX_Z}, not {', '.join(beyond)}")
         super().check_target(target)
+        symbols = [el.symbol for el in target.composition] if target.composition is not None else []
+        symbols += sorted(target.elements or ())
+        beyond = sorted({s for s in symbols if _atomic_number(s) > MAX_EMBEDDED_Z})
+        if beyond:
+            raise CrystalgenInputError(f"model {self.name!r} embeds elements up to Z={MAX_EMBEDDED_Z}, not {', '.join(beyond)}")
 
-    def sample(self, targets: Sequence[Target], n: int = 1, seed: int = 0) -> list[list[Crystal]]:
-        if not self._fitted:
-            raise CrystalgenInputError(f"model {self.name!r} is not trained")
-        for target in targets:
-            self.check_target(target)
-        generator = torch.Generator().manual_seed(seed)
-        if self.task == "gen":
-            num_atoms = self.model.draw_num_atoms(len(targets) * n, generator)
+    def _sample(self, targets: list[Target], n: int, seed: int, options: SampleOptions) -> list[list[Crystal]]:
+        device = resolve_device(options.device or "cpu")
+        self.model.to(device)
+        generator = torch.Generator(device).manual_seed(seed)
+        type_mask = None
+        if self.task == GEN:
+            # the same draw for every target, then the targets' own counts, so a constraint on one
+            # target does not change the crystals drawn for the others
+            count_generator = generator if device.type == "cpu" else torch.Generator().manual_seed(seed)
+            num_atoms = self.model.draw_num_atoms(len(targets) * n, count_generator).cpu()
+            for i, target in enumerate(targets):
+                if target.num_atoms is not None:
+                    num_atoms[i * n:(i + 1) * n] = target.num_atoms
             types = None
+            if any(t.elements is not None for t in targets):
+                type_mask = self._type_mask([t for t in targets for _ in range(n)], num_atoms)
         else:
             per_target = [np.repeat([el.Z for el in t.composition], [int(round(a)) for a in t.composition.values()])
                           for t in targets]
             num_atoms = torch.tensor([len(z) for z in per_target for _ in range(n)])
             types = torch.as_tensor(np.concatenate([z for z in per_target for _ in range(n)]))
-        crystals = self._sample_cells(num_atoms, types, generator)
+        sampler = self.sampler if options.sampler_steps is None else replace(self.sampler, steps=options.sampler_steps)
+        crystals = self._sample_cells(num_atoms, types, generator, sampler, options, type_mask)
         return [crystals[i * n:(i + 1) * n] for i in range(len(targets))]
 
-    def _sample_cells(self, num_atoms: torch.Tensor, types: torch.Tensor | None,
-                      generator: torch.Generator) -> list[Crystal]:
+    def _type_mask(self, targets: list[Target], num_atoms: torch.Tensor) -> torch.Tensor:
+        """(N, types) True where an atom of that crystal may take that type (its target's element set)."""
+        allowed = torch.ones(len(targets), self.model.config.denoiser.num_types, dtype=torch.bool)
+        for i, target in enumerate(targets):
+            if target.elements is not None:
+                allowed[i] = False
+                allowed[i, [_atomic_number(s) for s in target.elements]] = True
+        return allowed.repeat_interleave(num_atoms, dim=0)
+
+    def _sample_cells(self, num_atoms: torch.Tensor, types: torch.Tensor | None, generator: torch.Generator,
+                      sampler: SamplerConfig, options: SampleOptions, type_mask: torch.Tensor | None) -> list[Crystal]:
         """Sample crystals of the given sizes (and types), in chunks of about SAMPLE_BATCH_ATOMS atoms."""
         ends = np.cumsum(num_atoms.numpy())
         crystals: list[Crystal] = []
@@ -153,30 +172,48 @@ class DiffusionGenerator(TrainsOnProtocol, Generator):
         while start < len(num_atoms):
             offset = ends[start - 1] if start else 0
             stop = max(start + 1, int(np.searchsorted(ends, offset + SAMPLE_BATCH_ATOMS, side="right")))
-            chunk_types = None if types is None else types[offset:ends[stop - 1]]
-            cells = self.model.sample(num_atoms[start:stop], chunk_types, steps=self.sampler.steps,
-                                      stochastic=self.sampler.stochastic,
-                                      corrector_steps=self.sampler.corrector_steps, generator=generator)
+            atoms = slice(offset, ends[stop - 1])
+            cells = self.model.sample(num_atoms[start:stop], None if types is None else types[atoms], sampler,
+                                      generator, guidance=options.guidance,
+                                      type_mask=None if type_mask is None else type_mask[atoms])
             crystals.extend(crystals_from_arrays(
-                cells.lattices.double().numpy(), cells.frac_coords.double().numpy(),
-                cells.atom_types.numpy(), cells.num_atoms.numpy()))
+                cells.lattices.detach().cpu().double().numpy(), cells.frac_coords.detach().cpu().double().numpy(),
+                cells.atom_types.cpu().numpy(), cells.num_atoms.cpu().numpy()))
             start = stop
         return crystals
 
+    def describe_sampling(self, options: SampleOptions | None = None) -> str:
+        options = options or SampleOptions()
+        sampler = self.sampler if options.sampler_steps is None else replace(self.sampler, steps=options.sampler_steps)
+        text = ", ".join(f"{key}={value}" for key, value in asdict(sampler).items())
+        if options.guidance is not None:
+            text += f", guidance: {options.guidance.label} (strength {options.guidance.strength:g})"
+        return text
+
     def describe_architecture(self) -> str:
-        """One line for a card: parameter count and the main sizes."""
         config = self.model.config
         parameters = sum(p.numel() for p in self.model.parameters())
         return (f"{parameters:,} parameters; denoiser hidden {config.denoiser.hidden}, {config.denoiser.layers} "
                 f"message-passing layers, {config.denoiser.fourier_frequencies} Fourier frequencies; "
                 f"torus sigma {config.sigma_min}-{config.sigma_max}")
 
+    def card_notes(self, fit_wall_s: float) -> str:
+        kind = "ancestral" if self.sampler.stochastic else "probability-flow ODE / DDIM"
+        return (f"- **Sampler:** {self.sampler.steps} steps, {kind}, "
+                f"{self.sampler.corrector_steps} corrector steps per step\n")
+
     def with_sampler(self, **settings: Any) -> "DiffusionGenerator":
-        """This model with other sampler settings (e.g. ``steps=1000``), sharing its weights."""
+        """This model with other sampler settings (e.g. ``stochastic=False``), sharing its weights."""
         other = copy.copy(self)
         other.sampler = SamplerConfig(**{**asdict(self.sampler), **settings})
         other.config = {**self.config, "sampling": asdict(other.sampler)}
         return other
+
+
+def _atomic_number(symbol: str) -> int:
+    from pymatgen.core.periodic_table import Element
+
+    return Element(symbol).Z
 
 
 __all__ = ["DiffusionGenerator", "SamplerConfig"]

@@ -15,15 +15,20 @@ Three variables are diffused at once, all at the same time t per crystal:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from crystalgen.batch import CrystalBatch
 from crystalgen.diffusion.processes import AbsorbingDiscrete, EuclideanVP, TorusVE
+from crystalgen.diffusion.sampler import Projection, ReverseSampler, SamplerConfig, Variable
 from crystalgen.diffusion.torus import minimum_image
 from crystalgen.nn.denoiser import DenoiserConfig, PeriodicDenoiser
 from crystalgen.representations.lattice import lattice_to_log_polar, log_polar_to_lattice
+
+if TYPE_CHECKING:
+    from crystalgen.generators.guidance import CrystalGuidance
 
 LATTICE_DIM = 6
 #: Training times are drawn from [MIN_TIME, 1]: at t=0 the targets are degenerate.
@@ -134,42 +139,52 @@ class CrystalDiffusion(nn.Module):
                                  generator=generator).to(self.lattice_mean.device)
 
     @torch.no_grad()
-    def sample(self, num_atoms: torch.Tensor, atom_types: torch.Tensor | None = None, steps: int = 200,
-               stochastic: bool = True, corrector_steps: int = 0,
-               generator: torch.Generator | None = None) -> SampledCells:
-        """Reverse diffusion from t=1 to 0 on a uniform grid of ``steps``.
+    def sample(self, num_atoms: torch.Tensor, atom_types: torch.Tensor | None = None,
+               sampler: SamplerConfig = SamplerConfig(), generator: torch.Generator | None = None,
+               guidance: "CrystalGuidance | None" = None, projection: Projection | None = None,
+               type_mask: torch.Tensor | None = None) -> SampledCells:
+        """Reverse diffusion from t=1 to 0 with the shared :class:`ReverseSampler`.
 
         Args:
             num_atoms: (B,) atoms per crystal.
             atom_types: (N,) given types (CSP); ``None`` diffuses them too (generation).
-            stochastic: ancestral steps; ``False`` follows the probability-flow ODE / DDIM, which
-                holds up better with few steps.
-            corrector_steps: Langevin corrections on the coordinates after each step (DiffCSP uses 1).
+            sampler: steps; ancestral steps, or (``stochastic=False``) the probability-flow ODE /
+                DDIM, which holds up better with few steps; Langevin corrector steps on the
+                coordinates after each step (DiffCSP uses 1).
+            guidance: an objective on the denoised crystal and its strength.
+            projection: constrains states and updates of the variables ``frac``, ``lattice`` and ``types``.
+            type_mask: (N, types) the types each atom may take (generation within an element set).
         """
         device = self.lattice_mean.device
         num_atoms = num_atoms.to(device).long()
         n = int(num_atoms.sum())
-        frac = self.torus.prior((n, 3), generator, device=device)
-        lattice = self.lattice_process.prior((len(num_atoms), LATTICE_DIM), generator, device=device)
-        diffuse_types = atom_types is None
-        types = self.types.prior((n,), device=device) if diffuse_types else atom_types.to(device).long()
         crystal_index = torch.repeat_interleave(torch.arange(len(num_atoms), device=device), num_atoms)
-        grid = torch.linspace(1.0, 0.0, steps + 1, device=device)
-        for i in range(steps):
-            t = grid[i].expand(len(num_atoms))
-            s = grid[i + 1].expand(len(num_atoms))
-            pred_frac, pred_eps, logits = self._predict(types, frac, lattice, num_atoms, t)
+        given_types = None if atom_types is None else atom_types.to(device).long()
+        variables = [
+            Variable("frac", self.torus, (n, 3), owner=crystal_index, corrector=True),
+            Variable("lattice", self.lattice_process, (len(num_atoms), LATTICE_DIM)),
+        ]
+        if given_types is None:
+            variables.append(Variable("types", self.types, (n,), owner=crystal_index, dtype=torch.long))
+
+        mask = None if type_mask is None else type_mask.to(device)
+
+        def predict(state: dict[str, torch.Tensor], t: torch.Tensor) -> dict[str, torch.Tensor]:
+            types = state["types"] if given_types is None else given_types
+            pred_frac, pred_eps, logits = self._predict(types, state["frac"], state["lattice"], num_atoms, t)
+            if mask is not None:
+                logits = logits.masked_fill(~mask, -torch.inf)
             score = pred_frac * self.torus.score_norm(t[crystal_index]).sqrt().unsqueeze(1)
-            frac = self.torus.reverse_step(frac, score, t[crystal_index], s[crystal_index], generator, stochastic)
-            lattice = self.lattice_process.reverse_step(lattice, pred_eps, t, s, generator, stochastic)
-            if diffuse_types:
-                types = self.types.reverse_step(types, logits, t[crystal_index], s[crystal_index], generator)
-            for _ in range(corrector_steps if float(s[0]) > 0 else 0):
-                pred_frac, _, _ = self._predict(types, frac, lattice, num_atoms, s)
-                score = pred_frac * self.torus.score_norm(s[crystal_index]).sqrt().unsqueeze(1)
-                frac = self.torus.corrector_step_(frac, score, s[crystal_index], generator)
-        if diffuse_types:  # any token still masked takes its most likely type
-            _, _, logits = self._predict(types, frac, lattice, num_atoms, grid[-1].expand(len(num_atoms)))
+            return {"frac": score, "lattice": pred_eps, "types": logits}
+
+        hook = None if guidance is None else guidance.on_variables(self.decode_lattice, given_types, num_atoms, crystal_index)
+        state = ReverseSampler(variables, predict, sampler, projection, hook).run(len(num_atoms), generator, device)
+        frac, lattice = state["frac"], state["lattice"]
+        types = given_types
+        if types is None:  # any token still masked takes its most likely type
+            types = state["types"]
+            _, _, logits = predict({"types": types, "frac": frac, "lattice": lattice},
+                                   torch.zeros(len(num_atoms), device=device)).values()
             logits[:, MASK_TYPE] = -torch.inf
             types = torch.where(types == MASK_TYPE, logits.argmax(1), types)
         return SampledCells(types, minimum_image(frac) % 1.0, self.decode_lattice(lattice), num_atoms)

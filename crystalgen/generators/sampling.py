@@ -7,7 +7,7 @@ from typing import Any
 
 from crystalgen.crystal import Crystal
 from crystalgen.errors import CrystalgenInputError
-from crystalgen.generators.base import Generator, Target
+from crystalgen.generators.base import Generator, SampleOptions, Target
 from crystalgen.progress import progress_bar
 from crystalgen.runs import ResumableCsv
 
@@ -34,21 +34,24 @@ def sample_resumably(
     writer: ResumableCsv,
     rows_for: Callable[[int, Target, list[Crystal]], list[dict[str, Any]]],
     label: str,
-    batch_size: int = SAMPLE_BATCH,
+    options: SampleOptions | None = None,
 ) -> set[int]:
-    """Sample ``n`` crystals per target, in batches, from ``writer.done`` on.
+    """Sample ``n`` crystals per target, in batches of ``options.batch_size`` targets (default
+    :data:`SAMPLE_BATCH`), from ``writer.done`` on.
 
     Batch ``b`` uses seed ``seed + first target index``, so a resumed run draws what an
-    uninterrupted one would have. Targets in :func:`refused_targets` get no rows; their indices
+    uninterrupted one would have (and another batch size draws other crystals). Targets in :func:`refused_targets` get no rows; their indices
     (over all targets, not only this session's) are returned.
     """
+    options = options or SampleOptions()
+    batch_size = options.batch_size or SAMPLE_BATCH
     refused = refused_targets(model, targets)
     with progress_bar() as progress:
         task = progress.add_task(label, total=len(targets), completed=writer.done)
         for start in range(writer.done, len(targets), batch_size):
             batch = list(range(start, min(start + batch_size, len(targets))))
             accepted = [index for index in batch if index not in refused]
-            samples = model.sample([targets[i] for i in accepted], n=n, seed=seed + start) if accepted else []
+            samples = model.sample([targets[i] for i in accepted], n, seed + start, options) if accepted else []
             rows = [row for index, crystals in zip(accepted, samples) for row in rows_for(index, targets[index], crystals)]
             writer.commit(rows, len(batch))
             progress.advance(task, len(batch))

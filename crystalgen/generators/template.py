@@ -28,11 +28,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from crystalgen.constants import MAX_Z
 from crystalgen.crystal import Crystal
 from crystalgen.errors import CrystalgenInputError
-from crystalgen.generators.base import Generator, Target
+from crystalgen.generators.base import Generator, SampleOptions, Target
+from crystalgen.models.base import TrainingRun
+from crystalgen.models.capabilities import CSP, GEN, Capabilities
 
-MAX_Z = 119
 #: Ridge term for the per-element volume fit, so rare elements do not get wild volumes.
 VOLUME_RIDGE = 1e-3
 #: Fallback volume per atom (Å^3) for elements never seen in training (~ the mp_20 median).
@@ -44,10 +46,10 @@ UNKNOWN_SPACEGROUP = 0
 def _mendeleev_numbers() -> np.ndarray:
     from pymatgen.core.periodic_table import Element
 
-    table = np.zeros(MAX_Z, dtype=np.float64)
+    table = np.zeros(MAX_Z + 1, dtype=np.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pymatgen lacks Mendeleev numbers for Z > 103
-        for z in range(1, MAX_Z):
+        for z in range(1, MAX_Z + 1):
             table[z] = Element.from_Z(z).mendeleev_no or 0.0
     return table
 
@@ -65,12 +67,16 @@ def _sorted_elements(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 class TemplateGenerator(Generator):
     family = "template"
-    task = "both"
+
+    @classmethod
+    def capabilities_for(cls, config: dict) -> Capabilities:
+        return Capabilities(tasks=frozenset({CSP, GEN}), conditions=frozenset({"composition", "spacegroup"}),
+                            baseline=True)
 
     def __init__(self, config: dict | None = None):
         super().__init__(config)
         self.train: list[Crystal] = []
-        self.element_volumes = np.full(MAX_Z, np.nan)
+        self.element_volumes = np.full(MAX_Z + 1, np.nan)
         self._index: dict[tuple[int, ...], dict[str, np.ndarray]] = {}
         self._mendeleev = _mendeleev_numbers()
 
@@ -79,7 +85,9 @@ class TemplateGenerator(Generator):
     def is_fitted(self) -> bool:
         return bool(self._index)
 
-    def fit(self, protocol: str, data_dir: str | os.PathLike | None = None) -> None:
+    def fit(self, protocol: str, data_dir: str | os.PathLike | None = None, run: TrainingRun | None = None) -> None:
+        """Index the protocol's training split and fit the per-element volumes (``run`` is unused:
+        nothing here is trained by gradient descent)."""
         from crystalgen.data import load_protocol
 
         spec = load_protocol(protocol)
@@ -135,14 +143,14 @@ class TemplateGenerator(Generator):
     @staticmethod
     def _fit_volumes(train: list[Crystal]) -> np.ndarray:
         """Per-element atomic volumes from ``V = A v`` with A[i, z] = atoms of element z in crystal i."""
-        design = np.zeros((len(train), MAX_Z))
+        design = np.zeros((len(train), MAX_Z + 1))
         for i, crystal in enumerate(train):
             np.add.at(design[i], crystal.atomic_numbers, 1.0)
         volumes = np.array([c.volume for c in train])
         seen = design.sum(0) > 0
         a = design[:, seen]
         coef = np.linalg.solve(a.T @ a + VOLUME_RIDGE * np.eye(a.shape[1]), a.T @ volumes)
-        result = np.full(MAX_Z, np.nan)
+        result = np.full(MAX_Z + 1, np.nan)
         result[seen] = np.clip(coef, 1.0, None)
         return result
 
@@ -151,9 +159,7 @@ class TemplateGenerator(Generator):
         return float(np.where(np.isnan(per_atom), FALLBACK_VOLUME_PER_ATOM, per_atom).sum())
 
     # ------------------------------------------------------------------ sampling
-    def sample(self, targets: Sequence[Target], n: int = 1, seed: int = 0) -> list[list[Crystal]]:
-        if not self.is_fitted:
-            raise CrystalgenInputError("the template baseline must be fitted on a protocol first")
+    def _sample(self, targets: list[Target], n: int, seed: int, options: SampleOptions) -> list[list[Crystal]]:
         rng = np.random.default_rng(seed)
         return [self._sample_one(target, n, rng) for target in targets]
 
@@ -194,7 +200,6 @@ class TemplateGenerator(Generator):
         return Crystal(template.lattice * scale, template.frac_coords, numbers)
 
     def _sample_one(self, target: Target, n: int, rng: np.random.Generator) -> list[Crystal]:
-        self.check_target(target)
         if target.composition is None:
             pool = np.arange(len(self.train))
             if target.spacegroup is not None:
@@ -203,3 +208,11 @@ class TemplateGenerator(Generator):
             return [self.train[i].copy() for i in picks]
         rows, mappings = self.rank_templates(target)
         return [self._substitute(self.train[r], m) for r, m in zip(rows[:n], mappings[:n])]
+
+    def card_notes(self, fit_wall_s: float) -> str:
+        return f"""- **Fit wall time:** {fit_wall_s:.1f} s (includes parsing the training CIFs the first time)
+- **Steps:** none; the template baseline is not trained by gradient descent. Its only fitted
+  parameters are per-element atomic volumes (a ridge least-squares fit of cell volume on element
+  counts over the training split), stored in `model.safetensors`. The training structures
+  themselves are read from the data directory at load time, never stored here.
+"""

@@ -1,4 +1,4 @@
-"""Benchmark metrics, defined exactly as in BENCHMARKS.md (the CDVAE / DiffCSP protocol).
+"""Benchmark metrics, defined exactly as in docs/protocol.md (the CDVAE / DiffCSP protocol).
 
 Typical use::
 

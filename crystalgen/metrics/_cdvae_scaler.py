@@ -6,8 +6,12 @@ means and standard deviations are hard-coded in ``cdvae/common/constants.py``; D
 evaluation imports the same scaler. They are not refitted on the test set, so COV figures are
 comparable only with these exact numbers, which are reproduced here.
 
-Source: github.com/txie-93/cdvae, cdvae/common/constants.py (MIT License,
-Copyright (c) 2021 Tian Xie, Xiang Fu, Octavian Ganea, Regina Barzilay, Tommi Jaakkola).
+Source: https://github.com/txie-93/cdvae, ``cdvae/common/constants.py`` (``CompScalerMeans``,
+``CompScalerStds``) at commit f857f598d6f6cca5dc1ea0582d228f12dcc2c2ea, the commit the dataset
+registry pins (:data:`crystalgen.data.registry.CDVAE_COMMIT`). Both tuples equal the upstream lists
+exactly, in order. MIT License, Copyright (c) 2021 Tian Xie, Xiang Fu; the upstream notice is
+reproduced verbatim in ``LICENSES/CDVAE-MIT.txt``.
+
 The means agree with magpie features of mp_20 (standardised mp_20 test fingerprints have per-
 feature means within ~0.2 of 0 and standard deviations near 1), i.e. in matminer's feature order.
 """

@@ -1,4 +1,4 @@
-"""Crystal structure prediction (CSP): match rate and RMSE, as defined in BENCHMARKS.md.
+"""Crystal structure prediction (CSP): match rate and RMSE, as defined in docs/protocol.md.
 
 For each test structure a model proposes k structures of the same composition. A proposal
 matches if ``StructureMatcher(stol=0.5, ltol=0.3, angle_tol=10)`` fits it to the ground truth;
@@ -13,7 +13,7 @@ proposal of each) for free. Proposals whose reduced composition differs from the
 are misses without calling the matcher.
 
 Published code (CDVAE, DiffCSP) also counts SMACT-invalid proposals as misses, and at k=1 also
-drops ground truths that fail SMACT. BENCHMARKS.md does not; ``CspConfig(require_smact=True)``
+drops ground truths that fail SMACT. docs/protocol.md does not; ``CspConfig(require_smact=True)``
 reproduces the published behaviour for comparison.
 """
 
@@ -32,11 +32,10 @@ import numpy as np
 from crystalgen.crystal import Crystal
 from crystalgen.metrics._pool import chunked, map_chunks, resolve_workers, use_pool
 from crystalgen.metrics._util import finite_mean, json_float
+from crystalgen.constants import SYMPREC
 from crystalgen.metrics.matching import MatcherConfig, reduce_for_matching, rms_distance_reduced
 from crystalgen.metrics.validity import ValidityConfig, composition_key, smact_valid, structural_validity
 
-#: Symmetry tolerance (Å) used to label ground truths by crystal system.
-SYMPREC = 0.1
 #: Roughly this many matcher calls are sent to a worker at a time.
 MATCHES_PER_CHUNK = 64
 #: At least this many chunks per worker, so that slow chunks do not leave workers idle.

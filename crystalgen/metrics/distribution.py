@@ -1,6 +1,6 @@
 """Property statistics: Wasserstein distances between generated and test distributions.
 
-BENCHMARKS.md: d_rho (density, g/cm^3), d_E (a property predicted by a model; crystalgen uses
+docs/protocol.md: d_rho (density, g/cm^3), d_E (a property predicted by a model; crystalgen uses
 its own surrogate, so d_E is comparable only among crystalgen's rows) and d_elem (number of
 distinct elements), computed on 1,000 *valid* generated samples drawn with a fixed seed, against
 every test structure. The published code draws the samples with an unseeded
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import wasserstein_distance
 
+from crystalgen.constants import MAX_Z
 from crystalgen.crystal import Crystal
 from crystalgen.metrics._util import json_float
 
@@ -27,8 +28,6 @@ N_DISTRIBUTION_SAMPLES = 1000
 DISTRIBUTION_SEED = 0
 #: g/cm^3 per (atomic mass unit / Å^3).
 AMU_PER_A3_TO_G_PER_CM3 = 1.66053906660
-#: Highest atomic number pymatgen knows.
-MAX_Z = 118
 
 PropertyFn = Callable[[list[Crystal]], Sequence[float]]
 

@@ -1,4 +1,4 @@
-"""All generation-from-scratch metrics of BENCHMARKS.md in one call.
+"""All generation-from-scratch metrics of docs/protocol.md in one call.
 
 ``evaluate_generation`` reports structural and compositional validity, COV-R / COV-P, d_rho,
 d_E (only with a property function), d_elem, uniqueness and novelty, and how long each took.

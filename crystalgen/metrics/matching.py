@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from crystalgen.constants import MATCHER_ANGLE_TOL, MATCHER_LTOL, MATCHER_STOL
 from crystalgen.crystal import Crystal
 
 if TYPE_CHECKING:
@@ -27,11 +28,11 @@ if TYPE_CHECKING:
     from pymatgen.core import Structure
 
 #: Site tolerance, as a fraction of the average free length per atom, (V/N)^(1/3).
-STOL = 0.5
+STOL = MATCHER_STOL
 #: Fractional lattice-length tolerance.
-LTOL = 0.3
+LTOL = MATCHER_LTOL
 #: Lattice-angle tolerance in degrees.
-ANGLE_TOL = 10.0
+ANGLE_TOL = MATCHER_ANGLE_TOL
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Structural and compositional validity, as defined in BENCHMARKS.md (the CDVAE protocol).
+"""Structural and compositional validity, as defined in docs/protocol.md (the CDVAE protocol).
 
 Structural validity: the cell volume is at least 0.1 Å^3 and no two atoms, counting periodic
 images, are closer than 0.5 Å. Unlike CDVAE's check (pymatgen's ``distance_matrix`` with its

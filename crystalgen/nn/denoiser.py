@@ -19,11 +19,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from crystalgen.constants import MAX_EMBEDDED_Z  # type 0 is reserved (e.g. a masked type)
 from crystalgen.nn.features import LATTICE_INVARIANTS, PeriodicFourierFeatures, SinusoidalEmbedding, lattice_invariants
 from crystalgen.nn.graph import fully_connected_edges, segment_mean
 
-#: Atomic numbers 1..MAX_Z are embedded; 0 is reserved (e.g. a masked type in discrete diffusion).
-MAX_Z = 100
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,7 @@ class DenoiserConfig:
     layers: int = 4
     fourier_frequencies: int = 32
     time_dim: int = 128
-    num_types: int = MAX_Z + 1  # outputs of the type head (logits over atomic numbers 0..MAX_Z); 0: no head
+    num_types: int = MAX_EMBEDDED_Z + 1  # type-head outputs (logits over 0..MAX_EMBEDDED_Z); 0: no head
     equivariant_lattice: bool = True  # the A L lattice head; off when a model predicts an invariant instead
     #: Width of optional per-crystal input features (must be invariant, e.g. a noisy log-polar lattice).
     crystal_features: int = 0
@@ -72,7 +71,7 @@ class PeriodicDenoiser(nn.Module):
     def __init__(self, config: DenoiserConfig = DenoiserConfig()):
         super().__init__()
         self.config = config
-        self.type_embedding = nn.Embedding(MAX_Z + 1, config.hidden)
+        self.type_embedding = nn.Embedding(MAX_EMBEDDED_Z + 1, config.hidden)
         self.time_embedding = SinusoidalEmbedding(config.time_dim)
         self.input = nn.Linear(config.hidden + config.time_dim + config.crystal_features, config.hidden)
         self.fourier = PeriodicFourierFeatures(config.fourier_frequencies)
@@ -89,7 +88,7 @@ class PeriodicDenoiser(nn.Module):
                 ) -> DenoiserOutput:
         """
         Args:
-            atom_types: (N,) integers in [0, MAX_Z].
+            atom_types: (N,) integers in [0, MAX_EMBEDDED_Z].
             frac_coords: (N, 3) fractional coordinates (any periodic image).
             lattices: (B, 3, 3) row-vector lattices.
             num_atoms: (B,) atoms per crystal, atoms laid out crystal after crystal.

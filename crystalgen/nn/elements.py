@@ -9,7 +9,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from crystalgen.nn.denoiser import MAX_Z
+from crystalgen.constants import MAX_EMBEDDED_Z
 
 #: Descriptors per element: row, group, Pauling electronegativity, atomic radius, Mendeleev number,
 #: log atomic mass, four block flags (s, p, d, f), and a flag for a missing electronegativity.
@@ -32,10 +32,10 @@ def _describe(z: int) -> list[float]:
 
 @lru_cache(maxsize=1)
 def element_feature_table() -> torch.Tensor:
-    """(MAX_Z + 1, ELEMENT_FEATURES), standardised column-wise; row 0 (no element) and missing values are 0."""
+    """(MAX_EMBEDDED_Z + 1, ELEMENT_FEATURES), standardised column-wise; row 0 (no element) and missing values are 0."""
     with warnings.catch_warnings():  # pymatgen warns for every element lacking a value; those become 0 below
         warnings.simplefilter("ignore")
-        rows = [_describe(z) for z in range(1, MAX_Z + 1)]
+        rows = [_describe(z) for z in range(1, MAX_EMBEDDED_Z + 1)]
     table = np.array([[0.0] * ELEMENT_FEATURES] + rows, dtype=np.float64)
     body = table[1:]
     mean, std = np.nanmean(body, axis=0), np.nanstd(body, axis=0)

@@ -1,15 +1,29 @@
-"""Published benchmark figures, as collected in the project's BENCHMARKS.md.
+"""Published benchmark figures, as listed with their sources in docs/protocol.md (section 5).
 
 Reports print these beside crystalgen's own figures. They come from models trained on the full
 training splits with the authors' own evaluation code; crystalgen rows trained on a reduced
 protocol say so. Numbers are percentages for rates and plain values for the rest.
+
+Sources (the figures are as reported in these papers):
+
+* CSP, CDVAE rows: the DiffCSP paper, which evaluated CDVAE on CSP (Jiao et al., "Crystal Structure
+  Prediction by Joint Equivariant Diffusion", NeurIPS 2023, arXiv:2309.04475).
+* CSP, DiffCSP rows (k=1 and k=20): the DiffCSP paper, arXiv:2309.04475.
+* CSP, FlowMM rows: Miller et al., "FlowMM: Generating Materials with Riemannian Flow Matching",
+  ICML 2024, arXiv:2406.04713.
+* CSP, DiffCSP++ rows (true templates; retrieved templates): Jiao et al., "Space Group Constrained
+  Crystal Generation", ICLR 2024, arXiv:2402.03992.
+* Generation, CDVAE rows: Xie et al., "Crystal Diffusion Variational Autoencoder for Periodic
+  Material Generation", ICLR 2022, arXiv:2110.06197.
+* Generation, DiffCSP rows: the DiffCSP paper, arXiv:2309.04475.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-SOURCE = "published figures as collected in BENCHMARKS.md (full training splits, authors' evaluation code)"
+SOURCE = ("published figures as listed, with their papers, in docs/protocol.md "
+          "(full training splits, authors' evaluation code)")
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,13 @@ and with the same symmetry tolerance.
 
 from __future__ import annotations
 
+from crystalgen.constants import ANGLE_TOLERANCE, SYMPREC
 from crystalgen.crystal import Crystal
 
 #: Symmetry tolerance (Å) used across crystalgen; matches the one used to label mp_20's space groups.
-DEFAULT_SYMPREC = 0.1
+DEFAULT_SYMPREC = SYMPREC
 #: Angle tolerance (degrees) for symmetry finding; pymatgen's default.
-DEFAULT_ANGLE_TOLERANCE = 5.0
+DEFAULT_ANGLE_TOLERANCE = ANGLE_TOLERANCE
 
 CELL_CHOICES = ("as-is", "niggli", "primitive", "conventional")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from crystalgen.crystal import Crystal
-from crystalgen.errors import CrystalgenInputError
+from crystalgen.errors import CrystalgenInputError, first_line
 from crystalgen.representations.cell import DEFAULT_SYMPREC
 from crystalgen.representations.lattice import lattice_params_to_matrix
 from crystalgen.validation import validate_element, validate_spacegroup
@@ -127,7 +127,7 @@ def encode_wyckoff(crystal: Crystal, symprec: float = DEFAULT_SYMPREC) -> Wyckof
             warnings.simplefilter("ignore")
             xtal.from_seed(crystal.to_structure(), tol=symprec)
     except Exception as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = first_line(exc)
         raise WyckoffError(f"symmetry analysis failed: {message}") from None
     sites = [
         WyckoffSite(

@@ -19,7 +19,7 @@ from torch import nn
 from crystalgen.batch import CrystalBatch
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.nn.convolution import GatedConvolution, GaussianDistanceBasis, cosine_envelope
-from crystalgen.nn.denoiser import MAX_Z
+from crystalgen.constants import MAX_EMBEDDED_Z
 from crystalgen.nn.elements import ELEMENT_FEATURES, element_feature_table
 from crystalgen.nn.graph import segment_mean
 from crystalgen.nn.radius_graph import periodic_radius_graph
@@ -62,7 +62,7 @@ class PropertyNet(nn.Module):
         super().__init__()
         self.config = encoder
         hidden = encoder.hidden
-        self.embedding = nn.Embedding(MAX_Z + 1, hidden)
+        self.embedding = nn.Embedding(MAX_EMBEDDED_Z + 1, hidden)
         self.register_buffer("element_features", element_feature_table().clone(), persistent=False)
         self.describe = nn.Linear(ELEMENT_FEATURES, hidden)
         self.basis = GaussianDistanceBasis(encoder.cutoff, encoder.distance_features)

@@ -25,8 +25,10 @@ import torch
 from crystalgen.batch import collate
 from crystalgen.config_sections import checked_section, dataclass_defaults, section_dataclass
 from crystalgen.crystal import Crystal
-from crystalgen.errors import CrystalgenInputError
-from crystalgen.nn.denoiser import MAX_Z
+from crystalgen.errors import CrystalgenInputError, first_line
+from crystalgen.constants import MAX_EMBEDDED_Z
+from crystalgen.models.base import PROPERTY, Model, TrainingRun
+from crystalgen.models.capabilities import Capabilities
 from crystalgen.training.fitting import TrainsOnProtocol
 
 if TYPE_CHECKING:
@@ -39,14 +41,18 @@ FAMILY = "surrogate"
 PREDICT_BATCH = 256
 
 
-class Surrogate(TrainsOnProtocol):
+class Surrogate(TrainsOnProtocol, Model):
     """Property predictions with an ensemble spread, for lists of :class:`Crystal`."""
 
     family = FAMILY
-    learned = True
+    kind = PROPERTY
 
-    def __init__(self, config: dict) -> None:
-        self.config = dict(config)
+    @classmethod
+    def capabilities_for(cls, config: dict) -> Capabilities:
+        return Capabilities(trained=True)
+
+    def __init__(self, config: dict | None = None) -> None:
+        super().__init__(config)
         properties = self.config.get("properties")
         if not properties or not isinstance(properties, list) or not all(isinstance(p, str) for p in properties):
             raise CrystalgenInputError("a surrogate config needs 'properties': a list of property names")
@@ -57,24 +63,18 @@ class Surrogate(TrainsOnProtocol):
         from crystalgen.training import TrainConfig
 
         self.train_config: TrainConfig = section_dataclass(self.config, "training", TrainConfig)
-        #: Set by :meth:`fit`: steps, wall time, whether finished, training-set size, last losses.
-        self.training_summary: dict[str, Any] = {}
-
-    @property
-    def name(self) -> str:
-        return self.config.get("name", FAMILY)
+        self._loaded = False
 
     @property
     def properties(self) -> tuple[str, ...]:
         return self.ensemble.config.properties
 
     @property
-    def protocol(self) -> str | None:
-        return self.config.get("protocol")
+    def is_fitted(self) -> bool:
+        return bool(self.training_summary) or self._loaded
 
     # ------------------------------------------------------------------ fitting
-    def fit_crystals(self, train: Sequence[Crystal], run_dir: str | os.PathLike | None = None, resume: bool = False,
-                     time_limit_s: float | None = None) -> None:
+    def fit_crystals(self, train: Sequence[Crystal], run: TrainingRun) -> None:
         from crystalgen.training import train_model
 
         train = [c for c in train if any(p in c.properties for p in self.properties)]
@@ -82,13 +82,14 @@ class Surrogate(TrainsOnProtocol):
             raise CrystalgenInputError(f"no training crystal has any of the properties {', '.join(self.properties)}")
         values = torch.tensor([[c.properties.get(p, np.nan) for p in self.properties] for c in train])
         self.ensemble.set_statistics(values)
-        self.training_summary = train_model(self.ensemble, train, self.train_config, run_dir, resume, time_limit_s)
+        self.training_summary = train_model(self.ensemble, train, self.train_config, run)
+        self.ensemble.cpu()
 
     # ------------------------------------------------------------------ prediction
     def predict(self, crystals: Sequence[Crystal], batch_size: int = PREDICT_BATCH) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """property -> (mean, std) arrays over ``crystals``, in the property's own units (NaN for a
         crystal with an element beyond Z = 100, which the network has no embedding for)."""
-        known = np.array([int(c.atomic_numbers.max(initial=0)) <= MAX_Z for c in crystals], dtype=bool)
+        known = np.array([int(c.atomic_numbers.max(initial=0)) <= MAX_EMBEDDED_Z for c in crystals], dtype=bool)
         usable = [c for c, ok in zip(crystals, known) if ok]
         mean = np.full((len(crystals), len(self.properties)), np.nan)  # NaN: an element the model cannot embed
         std = mean.copy()
@@ -127,17 +128,30 @@ class Surrogate(TrainsOnProtocol):
     def state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().float() for k, v in self.ensemble.state_dict().items()}
 
-    def load_state(self, tensors: dict[str, Any]) -> None:
+    def load_state(self, tensors: dict[str, Any], data_dir: str | os.PathLike | None = None) -> None:
         try:
             self.ensemble.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in tensors.items()})
         except RuntimeError as exc:
-            raise CrystalgenInputError(f"surrogate weights do not match its config ({str(exc).splitlines()[0]})") from None
+            raise CrystalgenInputError(f"surrogate weights do not match its config ({first_line(exc)})") from None
         self.ensemble.eval()
+        self._loaded = True
 
     def checkpoint_config(self) -> dict[str, Any]:
         model = {"members": self.ensemble.config.members, **asdict(self.ensemble.config.encoder)}
         return {**self.config, "family": FAMILY, "properties": list(self.properties), "model": model,
                 "training": asdict(self.train_config)}
+
+    def card_notes(self, fit_wall_s: float) -> str:
+        return f"- **Properties:** {', '.join(self.properties)}\n"
+
+    def after_fit(self, data_dir: str | os.PathLike | None = None) -> str:
+        """Calibrate the ensemble spread on the protocol's held-out split; its card section."""
+        from crystalgen.data import load_protocol
+        from crystalgen.surrogate.evaluation import heldout_section
+
+        held_out = load_protocol(self.protocol).load(data_dir, include_test=False).select if self.protocol else []
+        errors = self.calibrate(held_out) if held_out else {}
+        return heldout_section(self, errors, len(held_out))
 
     def describe_architecture(self) -> str:
         encoder = self.ensemble.config.encoder
@@ -147,23 +161,11 @@ class Surrogate(TrainsOnProtocol):
                 f"periodic radius graph, {encoder.distance_features} Gaussian distance features")
 
 
-def save_surrogate(model: Surrogate, directory: str | os.PathLike, card: str) -> Path:
-    from crystalgen.generators.checkpoint import write_checkpoint
-
-    return write_checkpoint(directory, model.checkpoint_config(), model.state(), card)
-
-
 def load_surrogate(name_or_path: str | os.PathLike) -> Surrogate:
-    """A trained surrogate from a checkpoint folder or a shipped checkpoint name."""
-    from crystalgen.generators.checkpoint import read_checkpoint
-    from crystalgen.generators.registry import resolve_checkpoint
+    """A trained surrogate from a checkpoint folder or a shipped checkpoint name (through the model store)."""
+    from crystalgen.models.registry import load_model
 
-    folder = resolve_checkpoint(name_or_path)
-    if folder is None:
-        raise CrystalgenInputError(f"unknown surrogate {str(name_or_path)!r}: not a checkpoint folder or shipped name")
-    config, tensors, _card = read_checkpoint(folder)
-    if config.get("family") != FAMILY:
-        raise CrystalgenInputError(f"{folder} is a {config.get('family')!r} checkpoint, not a surrogate")
-    model = Surrogate(config)
-    model.load_state(tensors)
+    model = load_model(name_or_path, kind=PROPERTY)
+    if not isinstance(model, Surrogate):
+        raise CrystalgenInputError(f"{name_or_path} is a {model.family!r} property model, not a surrogate")
     return model

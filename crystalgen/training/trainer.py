@@ -3,9 +3,17 @@ resume, a CSV metrics log, and DistributedDataParallel when launched by ``torchr
 
 A model plugs in by returning its losses from ``forward(batch, generator)`` as a dict with a
 ``"loss"`` entry (the other entries are logged); going through ``forward`` is what lets DDP
-average gradients. Batches are drawn from a per-epoch permutation of the
-training crystals seeded by (seed, epoch), so a resumed run sees exactly the batches an
-uninterrupted one would have; under DDP each rank takes every world_size-th crystal of it.
+average gradients. The training items can be anything (crystals, Wyckoff batches, token
+sequences, voxel grids): a ``collate_fn`` supplied with them turns a list of items into a batch
+with a ``.to(device)`` method (by default :func:`crystalgen.batch.collate` of crystals). Batches
+are drawn from a per-epoch permutation of the items seeded by (seed, epoch), so a resumed run sees
+exactly the batches an uninterrupted one would have; under DDP each rank takes every
+world_size-th item of it.
+
+Devices: the model, its batches and its random generator live on one device (``cpu`` or
+``cuda``; ``auto`` picks CUDA when present); DDP uses NCCL on CUDA and gloo on the CPU, and
+``bf16`` autocasts the forward pass on CUDA. Saved states are on the CPU; the random
+state of a CUDA generator differs from a CPU one, so a run resumes on the device type it started on.
 """
 
 from __future__ import annotations
@@ -15,16 +23,19 @@ import io
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from crystalgen.batch import collate
-from crystalgen.crystal import Crystal
-from crystalgen.errors import CrystalgenInputError
+from crystalgen.devices import resolve_device
+from crystalgen.errors import CrystalgenInputError, first_line
+from crystalgen.models.base import TrainingRun
 from crystalgen.progress import progress_bar
 from crystalgen.runs import atomic_write_text
 from crystalgen.training.state import (
@@ -115,20 +126,23 @@ class DistributedContext:
         return self.rank == 0
 
     @classmethod
-    def from_environment(cls) -> "DistributedContext":
-        """Join the process group ``torchrun`` set up; a single process otherwise.
-
-        Always gloo: the training loop keeps the model and batches on the CPU (GPU placement is not
-        implemented yet), and NCCL only carries CUDA tensors.
-        """
+    def from_environment(cls, device: torch.device | None = None) -> "DistributedContext":
+        """Join the process group ``torchrun`` set up (NCCL on CUDA, gloo on the CPU); a single process otherwise."""
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         if world_size <= 1:
             return cls()
         import torch.distributed as dist
 
         if not dist.is_initialized():
-            dist.init_process_group("gloo")
+            dist.init_process_group("nccl" if device is not None and device.type == "cuda" else "gloo")
         return cls(dist.get_rank(), world_size)
+
+    @staticmethod
+    def local_device(device: torch.device) -> torch.device:
+        """This process's GPU under torchrun (``LOCAL_RANK``), or ``device`` itself."""
+        if device.type != "cuda" or device.index is not None:
+            return device
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
 
 
 class EMA:
@@ -153,20 +167,29 @@ class EMA:
 
 
 class Trainer:
-    def __init__(self, model: nn.Module, train: Sequence[Crystal], config: TrainConfig, out: str | os.PathLike,
-                 context: DistributedContext | None = None):
-        self.model, self.train, self.config, self.out = model, list(train), config, Path(out)
+    def __init__(self, model: nn.Module, train: Sequence[Any], config: TrainConfig, out: str | os.PathLike,
+                 context: DistributedContext | None = None, collate_fn: Callable[[list[Any]], Any] = collate,
+                 device: torch.device | str = "cpu", bf16: bool = False):
+        self.train, self.config, self.out = list(train), config, Path(out)
         self.context = context or DistributedContext()
+        self.collate_fn = collate_fn
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is not None:
+            torch.cuda.set_device(self.device)
+        self.model = model.to(self.device)
+        #: bf16 autocast of the forward pass; only on CUDA, where it is fast and the loss stays stable.
+        self.autocast = bf16 and self.device.type == "cuda"
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.ema = EMA(model, config.ema_decay)
         self.step = 0
         #: Seconds spent in :meth:`run`, summed over resumed sessions (what a model card reports).
         self.elapsed_s = 0.0
-        self.generator = torch.Generator().manual_seed(config.seed + 1000 * self.context.rank)
+        self.generator = torch.Generator(self.device).manual_seed(config.seed + 1000 * self.context.rank)
         self._tensorboard = None  # created at the first log line; False when tensorboard is not installed
-        self.wrapped: nn.Module = model
+        self.wrapped: nn.Module = self.model
         if self.context.world_size > 1:
-            self.wrapped = nn.parallel.DistributedDataParallel(model)
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.wrapped = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
 
     # ------------------------------------------------------------------ batches
     def batch_indices(self, step: int) -> list[int]:
@@ -190,9 +213,11 @@ class Trainer:
             return [state]
         import torch.distributed as dist
 
-        states = [torch.empty_like(state) for _ in range(self.context.world_size)]
-        dist.all_gather(states, state)
-        return states
+        # NCCL gathers CUDA tensors only; the states are saved on the CPU either way
+        local = state.to(self.device)
+        states = [torch.empty_like(local) for _ in range(self.context.world_size)]
+        dist.all_gather(states, local)
+        return [s.cpu() for s in states]
 
     def save(self) -> None:
         """Write the training state (all ranks call it; rank 0 writes)."""
@@ -230,11 +255,15 @@ class Trainer:
             self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         except RuntimeError as exc:
             raise CrystalgenInputError(f"cannot resume {self.state_path}: the model does not match it "
-                                       f"({str(exc).splitlines()[0]})") from None
-        self.ema.shadow = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+                                       f"({first_line(exc)})") from None
+        self.ema.shadow = {k[4:]: v.to(self.device) for k, v in tensors.items() if k.startswith("ema.")}
         load_optimizer_tensors(self.optimizer, {k: v for k, v in tensors.items() if k.startswith("optim.")},
                                metadata["optimizer"])
-        self.generator.set_state(tensors.get(f"rng.{self.context.rank}", tensors.get("rng")))
+        try:
+            self.generator.set_state(tensors.get(f"rng.{self.context.rank}", tensors.get("rng")))
+        except RuntimeError:
+            raise CrystalgenInputError(f"cannot resume {self.state_path} on {self.device.type}: it was written on "
+                                       "another device type (resume with the --device it started with)") from None
         self.step = int(metadata["step"])
         self.elapsed_s = float(metadata.get("elapsed_s", 0.0))
         return True
@@ -270,10 +299,11 @@ class Trainer:
                 if save_due:
                     self.save()
                     last_save = time.monotonic()
-                batch = collate([self.train[i] for i in self.batch_indices(self.step)])
+                batch = self.collate_fn([self.train[i] for i in self.batch_indices(self.step)]).to(self.device)
                 for group in self.optimizer.param_groups:
                     group["lr"] = self.config.learning_rate(self.step)
-                losses = self.wrapped(batch, self.generator)
+                with torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else nullcontext():
+                    losses = self.wrapped(batch, self.generator)
                 self.optimizer.zero_grad(set_to_none=True)
                 losses["loss"].backward()
                 norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
@@ -304,7 +334,7 @@ class Trainer:
             return conditions
         import torch.distributed as dist
 
-        flags = torch.tensor([float(c) for c in conditions])
+        flags = torch.tensor([float(c) for c in conditions], device=self.device)
         dist.broadcast(flags, src=0)
         return tuple(bool(f) for f in flags.tolist())
 
@@ -325,16 +355,21 @@ class Trainer:
             writer.writerow({k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v) for k, v in row.items()})
 
 
-def train_model(model: nn.Module, train: Sequence[Crystal], config: TrainConfig, run_dir: str | os.PathLike | None = None,
-                resume: bool = False, time_limit_s: float | None = None) -> dict:
-    """Run the training loop on ``model`` (in ``run_dir``, or a scratch folder), then load the EMA
-    weights into it; returns the summary a model card reports."""
+def train_model(model: nn.Module, train: Sequence[Any], config: TrainConfig, run: TrainingRun | None = None,
+                collate_fn: Callable[[list[Any]], Any] = collate) -> dict:
+    """Run the training loop on ``model`` (in ``run.run_dir``, or a scratch folder, on ``run.device``),
+    then load the EMA weights into it; returns the summary a model card reports."""
     import tempfile
 
+    run = run or TrainingRun()
+    device = resolve_device(run.device)
+    context = DistributedContext.from_environment(device)
     with tempfile.TemporaryDirectory() as scratch:
-        trainer = Trainer(model, train, config, run_dir or scratch, DistributedContext.from_environment())
-        logged = trainer.run(resume=resume, time_limit_s=time_limit_s)
+        trainer = Trainer(model, train, config, run.run_dir or scratch, context, collate_fn,
+                          context.local_device(device), run.bf16)
+        logged = trainer.run(resume=run.resume, time_limit_s=run.time_limit_s)
     model.load_state_dict(trainer.ema.shadow)
     model.eval()
     return {"steps": trainer.step, "wall_s": trainer.elapsed_s, "finished": trainer.finished,
-            "train_structures": len(train), "processes": trainer.context.world_size, "last_losses": logged}
+            "train_structures": len(train), "processes": trainer.context.world_size, "last_losses": logged,
+            "device": str(trainer.device) + (" (bf16 autocast)" if trainer.autocast else "")}
