@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 #: Seconds for building and installing the wheel (no dependencies: they are this environment's).
 INSTALL_TIMEOUT_S = 300
+#: Not part of a source tree: a build from a copy without them cannot pick up stale files
+#: (setuptools reuses ``build/lib``, where a deleted module would live on).
+NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "runs", "*.egg-info", "__pycache__",
+                                    ".pytest_cache", "samples")
 _TORCH_PROBE = """
 import sys
 from crystalgen.cli import main
@@ -37,7 +42,8 @@ def test_cli_start_up_does_not_import_torch(args, tmp_path):
 def installed(tmp_path_factory) -> dict[str, str]:
     """crystalgen built as a wheel and installed (without dependencies) into a folder of its own."""
     work = tmp_path_factory.mktemp("wheel")
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(ROOT),
+    source = shutil.copytree(ROOT, work / "source", ignore=NOT_SOURCE)
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(source),
                             "-w", str(work / "dist")], capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)
     assert build.returncode == 0, build.stderr[-3000:]
     (wheel,) = (work / "dist").glob("crystalgen-*.whl")

@@ -29,7 +29,6 @@ Damage = Callable[[bytes], bytes]
 MISSING, DIRECTORY, UNREADABLE = "missing", "directory", "unreadable"
 PNG_HEADER = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
 ROOT_SKIP_REASON = "running as root: chmod 000 does not stop root from reading a file"
-REFACTOR_XFAIL = pytest.mark.xfail(strict=False, reason="wired by the platform refactor")
 
 
 def _random_bytes(size: int = 2048, seed: int = 0) -> bytes:
@@ -148,11 +147,10 @@ class FileKind:
     generic: tuple[str, ...] = tuple(GENERIC)
     fragment: str | None = None  # what the error must name (default: the file name)
     problems: dict[str, str] = field(default_factory=dict)  # case -> what the error must say, over PROBLEMS
-    xfail: bool = False  # fixed by code outside this change (the platform refactor)
 
     def expected(self, case: str, path: Path) -> tuple[str, ...]:
-        """What the error must hold: the file, and the problem (not for messages written by the refactor)."""
-        problem = "" if self.xfail else {**PROBLEMS, **self.problems}.get(case, "")
+        """What the error must hold: the file, and the problem."""
+        problem = {**PROBLEMS, **self.problems}.get(case, "")
         return (self.fragment or path.name, *([problem] if problem else []))
 
 
@@ -295,15 +293,16 @@ KINDS: tuple[FileKind, ...] = (
                  "bad-formula": lambda data: data + b"Fe2O3!!\n",
                  "bad-spacegroup": lambda data: data + b"NaCl 231\n",
                  "too-many-fields": lambda data: data + b"NaCl 225 extra\n",
-             }, generic=NOT_TRUNCATED, xfail=True),
+             }, generic=NOT_TRUNCATED, problems={"empty": "no compositions", "whitespace": "no compositions"}),
     FileKind("sample-model-config", "ckpt/config.yaml", lambda tmp: CHECKPOINT_YAML,
              lambda p, tmp: _sample_args(tmp, "--model", str(p.parent), "-c", "NaCl"),
              {k: YAML_MALFORMED[k] for k in ("list", "scalar", "tab-indent")},
-             fragment="ckpt", xfail=True),
+             fragment="ckpt"),
     FileKind("sample-model-weights", "ckpt/model.safetensors", _checkpoint_with_weights,
              lambda p, tmp: _sample_args(tmp, "--model", str(p.parent), "-c", "NaCl"),
              {"garbage": lambda data: _random_bytes(), "bad-header": lambda data: b"\xff" * 8 + data[8:]},
-             generic=GENERIC_BINARY, fragment="ckpt", xfail=True),
+             generic=GENERIC_BINARY, fragment="ckpt",
+             problems={"png": "not a safetensors", "garbage": "not a safetensors", "truncated": "truncated"}),
 )
 
 
@@ -312,8 +311,7 @@ def _cases() -> list:
     for kind in KINDS:
         damages = {**{name: GENERIC[name] for name in kind.generic}, **kind.malformed}
         for case, damage in damages.items():
-            marks = [REFACTOR_XFAIL] if kind.xfail else []
-            cases.append(pytest.param(kind, case, damage, id=f"{kind.name}-{case}", marks=marks))
+            cases.append(pytest.param(kind, case, damage, id=f"{kind.name}-{case}"))
     return cases
 
 
@@ -390,7 +388,8 @@ def test_a_model_config_whose_protocol_is_not_a_name(tmp_path, capsys):
     ("run.json", b'{"settings": [1]}', "'settings' is not a mapping"),
     ("filtered.progress.json", b'{"done": "many", "bytes": 10}', "not counts"),
     ("filtered.progress.json", b'{"done": 1, "by', "not valid JSON"),
-])
+], ids=["run-binary", "run-empty", "run-truncated", "run-list", "run-settings-list", "progress-not-counts",
+        "progress-truncated"])
 def test_a_damaged_run_state_in_out_is_a_one_line_error(name, content, fragment, tmp_path, capsys):
     """Sample, filter and benchmark resume from the JSON state in OUT: damaged state stops them, named."""
     out = tmp_path / "out"
@@ -403,7 +402,7 @@ def test_a_damaged_run_state_in_out_is_a_one_line_error(name, content, fragment,
 def test_data_dir_that_is_a_file(tmp_path, capsys):
     (tmp_path / "data").write_text("not a folder")
     result = run_main(["data", "info", "perov_5", "--split", "train", "--data-dir", str(tmp_path / "data")], capsys)
-    assert_one_line_error(result, "data")
+    assert_one_line_error(result, "--data-dir", "is a file")
 
 
 def test_a_binary_cif_in_a_folder_becomes_a_rejected_row(tmp_path):
@@ -447,7 +446,7 @@ def test_read_text_file_permission_denied_even_as_root(tmp_path, monkeypatch):
     (b"x: caf\xe9\n", "not UTF-8 text (byte 0xe9 on line 1)"),
     (b"", "empty file, expected a thing"),
     (_half(gzip.compress(b"x: 1\n" * 100)), "truncated gzip"),
-])
+], ids=["random", "png", "utf16", "latin1", "empty", "truncated-gzip"])
 def test_read_text_file_messages(data, fragment, tmp_path):
     from crystalgen.io import read_text_file
 
@@ -477,7 +476,7 @@ def test_read_compositions_file(tmp_path):
     (b"SrTiO3\nFe2O3!!\n", "line 2"),
     (b"SrTiO3\nNaCl 231\n", "231"),
     (b"NaCl 225 extra\n", "line 1"),
-])
+], ids=["missing", "only-comments", "empty", "binary", "latin1", "bad-formula", "bad-spacegroup", "extra-field"])
 def test_read_compositions_file_errors(content, fragment, tmp_path):
     from crystalgen.validation import read_compositions_file
 

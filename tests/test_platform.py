@@ -233,3 +233,11 @@ def test_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(CrystalgenInputError, match="no CUDA device"):
             resolve_device("cuda")
+
+
+def test_capabilities_know_every_sample_option():
+    from dataclasses import fields
+
+    from crystalgen.models.capabilities import OPTIONS
+
+    assert OPTIONS == tuple(f.name for f in fields(SampleOptions))

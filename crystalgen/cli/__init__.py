@@ -51,8 +51,11 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", message="No Pauling electronegativity")
     try:
         result = cli.main(args=argv, prog_name="crystalgen", standalone_mode=False)
-    except click.exceptions.Abort:
-        code = _fail("interrupted", EXIT_INTERRUPTED)
+    except click.exceptions.Abort as exc:
+        # click turns an EOFError that escaped a command into Abort too; that is not a Ctrl-C
+        eof = isinstance(exc.__context__, EOFError)
+        code = _fail("unexpected end of input (a truncated file?)" if eof else "interrupted",
+                     EXIT_USAGE if eof else EXIT_INTERRUPTED)
     except KeyboardInterrupt:
         code = _fail("interrupted", EXIT_INTERRUPTED)
     except click.UsageError as exc:

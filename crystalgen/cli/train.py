@@ -56,7 +56,10 @@ def train(config_path: Path, out: Path, resume: bool, time_limit: float | None, 
         raise CrystalgenInputError(f"{out} already holds a training run; pass --resume to continue it or pick another --out")
     if resume and not (out / STATE_FILE).is_file():
         raise CrystalgenInputError(f"--resume: no training state in {out}")
-    protocol = load_protocol(config["protocol"])
+    try:
+        protocol = load_protocol(config["protocol"])
+    except CrystalgenInputError as exc:
+        raise CrystalgenInputError(f"{config_path}: protocol: {exc}") from None
     model = build_model(config, kind=None)
     if threads:
         import torch

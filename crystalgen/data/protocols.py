@@ -63,7 +63,7 @@ class DataProtocol:
 
     def describe(self) -> str:
         if self.holdout:
-            selection = f"a fixed {self.holdout.fraction:.0%} hold-out of train (seed {self.holdout.seed})"
+            selection = f"a fixed {self.holdout.fraction:.0%} hold-out of the training splits (seed {self.holdout.seed})"
         else:
             selection = self.select
         return f"{self.title}: train on {' + '.join(self.train)}, select on {selection}, evaluate on {self.test}"

@@ -8,7 +8,7 @@ crystalgen compares family names or probes attributes to find out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from crystalgen.errors import CrystalgenInputError
@@ -22,6 +22,8 @@ CSP, GEN = "csp", "gen"
 TASKS = (CSP, GEN)
 #: Everything a target can condition on (see :meth:`Target.conditions`).
 CONDITIONS = ("composition", "spacegroup", "elements", "num_atoms", "properties")
+#: Everything a :class:`~crystalgen.generators.options.SampleOptions` can set (its fields).
+OPTIONS = ("sampler_steps", "guidance", "temperature", "top_k", "batch_size", "device")
 _CONDITION_WORDS = {"composition": "a composition", "spacegroup": "a space group", "elements": "an element set",
                     "num_atoms": "an atom count", "properties": "property targets"}
 
@@ -42,10 +44,7 @@ class Capabilities:
     baseline: bool = False
 
     def __post_init__(self) -> None:
-        from crystalgen.generators.options import SampleOptions
-
-        option_names = {f.name for f in fields(SampleOptions)}
-        unknown = (set(self.tasks) - set(TASKS)) | (set(self.conditions) - set(CONDITIONS)) | (set(self.options) - option_names)
+        unknown = (set(self.tasks) - set(TASKS)) | (set(self.conditions) - set(CONDITIONS)) | (set(self.options) - set(OPTIONS))
         if unknown:
             raise ValueError(f"unknown capabilities: {', '.join(sorted(unknown))}")
 

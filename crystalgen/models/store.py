@@ -47,7 +47,8 @@ class Checkpoint:
 
 
 def is_checkpoint(path: Path) -> bool:
-    return (path / CONFIG_FILE).is_file()
+    """A folder with a ``config.yaml`` (whether that config is readable is :func:`read_checkpoint`'s to say)."""
+    return (path / CONFIG_FILE).exists()
 
 
 def shipped_checkpoints() -> list[Path]:
@@ -65,44 +66,38 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path | None:
     return shipped if is_checkpoint(shipped) else None
 
 
-def _read_text(path: Path, what: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise CrystalgenInputError(f"{path}: {what} is not UTF-8 text (a binary file?)") from None
-    except OSError as exc:
-        raise CrystalgenInputError(f"{path}: cannot read {what} ({exc.strerror or first_line(exc)})") from None
-
-
 def read_checkpoint(directory: str | os.PathLike, weights: bool = True) -> Checkpoint:
     """A checkpoint folder's config, card and (unless ``weights=False``) its tensors as numpy arrays."""
-    import yaml
+    from crystalgen.config_sections import read_yaml_mapping
+    from crystalgen.io import read_text_file
 
     directory = Path(directory)
     if not is_checkpoint(directory):
         raise CrystalgenInputError(f"not a checkpoint folder (no {CONFIG_FILE}): {directory}")
-    text = _read_text(directory / CONFIG_FILE, "the checkpoint config")
-    try:
-        config = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise CrystalgenInputError(f"{directory / CONFIG_FILE}: not valid YAML ({first_line(exc)})") from None
-    if not isinstance(config, dict) or not isinstance(config.get("family"), str):
-        raise CrystalgenInputError(f"{directory / CONFIG_FILE}: a checkpoint config is a YAML mapping with a 'family'")
+    config = read_yaml_mapping(directory / CONFIG_FILE, "a checkpoint config")
+    if not isinstance(config.get("family"), str):
+        raise CrystalgenInputError(f"{directory / CONFIG_FILE}: a checkpoint config names its 'family'")
     card_file = directory / CARD_FILE
-    card = _read_text(card_file, "the model card") if card_file.is_file() else ""
+    card = read_text_file(card_file, "a model card", allow_empty=True) if card_file.is_file() else ""
     tensors = _read_weights(directory / WEIGHTS_FILE) if weights else {}
     return Checkpoint(directory, config, card, tensors)
 
 
 def _read_weights(path: Path) -> dict[str, Any]:
-    from safetensors.numpy import load_file
+    from safetensors.numpy import load
 
-    if not path.is_file():
+    from crystalgen.io import read_file_bytes
+
+    if not path.exists():
         raise CrystalgenInputError(f"checkpoint {path.parent} has no {WEIGHTS_FILE}")
+    data = read_file_bytes(path, "checkpoint weights (safetensors)")
+    if not data:
+        raise CrystalgenInputError(f"{path}: empty file, expected checkpoint weights (safetensors)")
     try:
-        return load_file(str(path))
+        return load(data)
     except Exception as exc:  # safetensors raises its own error types for truncated or foreign files
-        raise CrystalgenInputError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
+        raise CrystalgenInputError(f"{path}: not a safetensors weights file, or a truncated one "
+                                   f"({first_line(exc)})") from None
 
 
 def write_checkpoint(directory: str | os.PathLike, config: dict, tensors: dict[str, Any], card: str) -> Path:
