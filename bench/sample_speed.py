@@ -32,7 +32,7 @@ def _compositions(dataset: str, count: int) -> list[str]:
     return [c.composition.formula.replace(" ", "") for c in load_split(dataset, "test")[:count]]
 
 
-def time_cli(model: str, formulas: list[str], threads: int | None) -> float:
+def time_cli(model: str, formulas: list[str], threads: int | None, sampler_steps: int | None) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         targets = Path(tmp) / "targets.txt"
         targets.write_text("\n".join(formulas) + "\n")
@@ -41,21 +41,20 @@ def time_cli(model: str, formulas: list[str], threads: int | None) -> float:
             env["OMP_NUM_THREADS"] = str(threads)
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "crystalgen", "sample", "--model", model, "--compositions-file",
-                        str(targets), "-n", "1", "--out", str(Path(tmp) / "out")], check=True, env=env,
+                        str(targets), "-n", "1", "--out", str(Path(tmp) / "out"),
+                        *(["--sampler-steps", str(sampler_steps)] if sampler_steps else [])], check=True, env=env,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return time.perf_counter() - start
 
 
 def time_in_process(model_name: str, formulas: list[str], sampler_steps: int | None) -> dict[str, float]:
-    from crystalgen.generators import Target, load_model
+    from crystalgen.generators import SampleOptions, Target, load_model
 
     start = time.perf_counter()
     model = load_model(model_name)
-    if sampler_steps:
-        model = model.with_sampler(steps=sampler_steps)
     loaded = time.perf_counter()
     targets = [Target.parse(f) for f in formulas]
-    model.sample(targets, n=1, seed=0)
+    model.sample(targets, n=1, seed=0, options=SampleOptions(sampler_steps=sampler_steps))
     sampled = time.perf_counter()
     return {"load_s": loaded - start, "sample_s": sampled - loaded,
             "sample_structures_per_s": len(formulas) / (sampled - loaded)}
@@ -68,7 +67,7 @@ def main() -> None:
     parser.add_argument("--n-targets", type=int, default=DEFAULT_TARGETS)
     parser.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads (default: all cores)")
     parser.add_argument("--sampler-steps", type=int, default=None,
-                        help="in-process measurement only; the CLI run uses the checkpoint's sampler")
+                        help="reverse-diffusion steps (default: the checkpoint's)")
     args = parser.parse_args()
 
     import torch
@@ -76,7 +75,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     formulas = _compositions(args.dataset, args.n_targets)
-    cli_s = time_cli(args.model, formulas, args.threads)
+    cli_s = time_cli(args.model, formulas, args.threads, args.sampler_steps)
     parts = time_in_process(args.model, formulas, args.sampler_steps)
     result = {
         "model": args.model, "dataset": args.dataset, "targets": len(formulas),

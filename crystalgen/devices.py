@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from crystalgen.errors import CrystalgenInputError
+from crystalgen.models.base import DEVICES
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -14,6 +15,6 @@ def resolve_device(name: str | None) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise CrystalgenInputError("--device cuda: no CUDA device is visible to torch (this build: "
                                    f"torch {torch.__version__})")
-    if name not in ("cpu", "cuda"):
-        raise CrystalgenInputError(f"device must be auto, cpu or cuda, got {name!r}")
+    if name not in DEVICES:
+        raise CrystalgenInputError(f"device must be one of {', '.join(DEVICES)}, got {name!r}")
     return torch.device(name)

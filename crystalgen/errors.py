@@ -38,3 +38,8 @@ def first_line(exc: BaseException) -> str:
         if line.strip():
             return line.strip()
     return type(exc).__name__
+
+
+def one_line(message: str) -> str:
+    """``message`` with its line breaks and runs of white space folded into single spaces."""
+    return " ".join(str(message).split())

@@ -24,7 +24,9 @@ def validate_element(symbol: str) -> str:
     from pymatgen.core.periodic_table import Element
 
     if not isinstance(symbol, str) or not Element.is_valid_symbol(symbol):
-        raise UnknownElementError(f"unknown element {symbol!r}")
+        hint = f" (element symbols are capitalised: {symbol.capitalize()!r})" if (
+            isinstance(symbol, str) and Element.is_valid_symbol(symbol.capitalize())) else ""
+        raise UnknownElementError(f"unknown element {symbol!r}{hint}")
     return symbol
 
 

@@ -33,10 +33,13 @@ def test_property_targets_parse(text, expected):
     assert PropertyTarget.parse(expected.label) == expected  # the label reads back
 
 
-@pytest.mark.parametrize("text", ["band_gap", "band_gap=", "=1", "band_gap=abc", "band_gap=2:1", "band_gap=nan",
-                                  "band gap=1"])
-def test_bad_property_targets_are_one_line_errors(text):
-    with pytest.raises(CrystalgenInputError) as error:
+@pytest.mark.parametrize("text, message", [
+    ("band_gap", "write NAME=VALUE"), ("band_gap=", "write NAME=VALUE"), ("=1", "needs a property name"),
+    ("band_gap=abc", "is not a number"), ("band_gap=2:1", "low <= high"), ("band_gap=nan", "finite numbers"),
+    ("band_gap=inf", "finite numbers"), ("band gap=1", "needs a property name"), ("band_gap=1:2:3", "is not a number"),
+])
+def test_bad_property_targets_are_one_line_errors(text, message):
+    with pytest.raises(CrystalgenInputError, match=message) as error:
         PropertyTarget.parse(text)
     assert "\n" not in str(error.value)
 
@@ -48,8 +51,8 @@ def test_target_conditions_and_constraints():
     assert target.conditions() == ["spacegroup", "elements", "num_atoms", "properties"]
     assert target.elements == frozenset({"Li", "Mn", "O"}) and target.label == "12atoms|Li-Mn-O|sg225|band_gap=1"
     assert Target.parse("LiMnO2", elements="Li,Mn,O").conditions() == ["composition", "elements"]
-    for bad in ({"formula": "NaCl", "elements": "Li-O"}, {"elements": "Li-Xx"}, {"num_atoms": "0"},
-                {"num_atoms": "many"}):
+    for bad in ({"formula": "NaCl", "elements": "Li-O"}, {"elements": "Li-Xx"}, {"elements": ""}, {"elements": "-"},
+                {"num_atoms": "0"}, {"num_atoms": "many"}):
         with pytest.raises(CrystalgenInputError):
             Target.parse(**bad)
     with pytest.raises(CrystalgenInputError, match="has 5 atoms"):
@@ -241,3 +244,58 @@ def test_capabilities_know_every_sample_option():
     from crystalgen.models.capabilities import OPTIONS
 
     assert OPTIONS == tuple(f.name for f in fields(SampleOptions))
+
+
+def test_sample_cli_constrained_generation_writes_per_sample(tmp_path):
+    import json
+
+    from conftest import cli_in_process, read_rows
+
+    out = tmp_path / "limno"
+    args = ["sample", "--model", "diffusion-mp_20-gen", "--elements", "Li-O", "--num-atoms", "4", "-n", "3",
+            "--sampler-steps", "5", "--batch-size", "1", "--out", str(out)]
+    result = cli_in_process(args)
+    assert result.returncode == 0, result.stderr
+    rows = read_rows(out / "samples.csv")
+    assert len(rows) == 3 and {r["target"] for r in rows} == {"4atoms|Li-O"}
+    assert all(r["num_atoms"] == "4" and set(r["formula"]) <= set("LiO0123456789") for r in rows)
+    assert json.loads((out / "samples.progress.json").read_text())["done"] == 3  # one committed batch per sample
+
+
+def test_sample_cli_refuses_a_missing_gpu_before_any_work(tmp_path, synthetic_template_ckpt, synthetic_perov_dir):
+    from conftest import assert_one_line_error, cli_in_process
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: --device cuda is valid here")
+    out = tmp_path / "gpu"
+    result = cli_in_process(["sample", "--model", "diffusion-perov_5", "-c", "SrTiO3", "--device", "cuda",
+                             "--out", str(out)])
+    assert_one_line_error(result, "no CUDA device")
+    assert not out.exists()
+    template = cli_in_process(["sample", "--model", str(synthetic_template_ckpt), "--data-dir", str(synthetic_perov_dir),
+                               "-c", "SrTiO3", "--sampler-steps", "5", "--out", str(out)])
+    assert_one_line_error(template, "sampler_steps")
+
+
+def test_required_conditions_are_enforced_and_supplied_by_the_csp_benchmark(srtio3):
+    from crystalgen.benchmarks.csp import csp_targets
+
+    needs_group = Capabilities(tasks=frozenset({CSP}), conditions=frozenset({"composition", "spacegroup"}),
+                               requires=frozenset({"spacegroup"}))
+    with pytest.raises(CrystalgenInputError, match="needs a space group for every target"):
+        needs_group.check_target(Target.parse("SrTiO3"), "wyckoff-like")
+    (target,) = csp_targets([srtio3], needs_group)
+    assert target.spacegroup == 221 and target.composition == srtio3.composition
+    needs_group.check_target(target, "wyckoff-like")
+    (plain,) = csp_targets([srtio3], build_model({"family": "template"}).capabilities)
+    assert plain.spacegroup is None
+    with pytest.raises(ValueError, match="must be accepted"):
+        Capabilities(tasks=frozenset({CSP}), requires=frozenset({"spacegroup"}))
+
+
+def test_batch_size_is_the_sampling_loops_for_every_model():
+    from crystalgen.models.capabilities import LOOP_OPTIONS
+
+    template = build_model({"family": "template"}).capabilities
+    assert "batch_size" in LOOP_OPTIONS and "batch_size" not in template.options
+    template.check_options(SampleOptions(batch_size=4), "template")  # no error

@@ -147,7 +147,21 @@ def test_train_user_errors(synthetic_perov_dir, tmp_path, capsys):
     bogus = write_config(tmp_path / "bogus.yaml", diffusion_config(training={"steps": 2, "bogus": 1}))
     assert_one_line_error(run_main(train_args(bogus, tmp_path / "o5", synthetic_perov_dir), capsys), "bogus")
 
-    for name in ("o1", "o2", "o3", "o4", "o5"):
+    bad_protocol = write_config(tmp_path / "badprotocol.yaml", diffusion_config(protocol=["perov_5"]))
+    assert_one_line_error(run_main(train_args(bad_protocol, tmp_path / "o6", synthetic_perov_dir), capsys),
+                          "badprotocol.yaml", "protocol")
+
+    template = write_config(tmp_path / "template.yaml", {"family": "template", "protocol": "perov_5"})
+    assert_one_line_error(run_main(train_args(template, tmp_path / "o7", synthetic_perov_dir, "--bf16"), capsys),
+                          "--bf16", "not trained by gradient descent")
+
+    import torch
+
+    if not torch.cuda.is_available():
+        assert_one_line_error(run_main(train_args(good, tmp_path / "o8", synthetic_perov_dir, "--device", "cuda"),
+                                       capsys), "no CUDA device")
+
+    for name in ("o1", "o2", "o3", "o4", "o5", "o6", "o7", "o8"):
         assert not (tmp_path / name / "model.safetensors").exists()
 
 

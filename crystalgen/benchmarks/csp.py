@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from crystalgen.benchmarks.steps_curve import steps_curve_section
+from crystalgen.constants import MATCHER_ANGLE_TOL, MATCHER_LTOL, MATCHER_STOL
 from crystalgen.benchmarks.common import (
     BenchmarkModel,
     load_benchmark_model,
@@ -40,7 +41,7 @@ from crystalgen.data import load_split
 from crystalgen.data.loading import parse_cifs
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators import Generator, SampleOptions, Target
-from crystalgen.models import list_models
+from crystalgen.models import Capabilities, list_models
 from crystalgen.metrics._pool import process_pool
 from crystalgen.metrics._util import json_float
 from crystalgen.metrics.csp import UNKNOWN_SYSTEM, CspConfig, CspMatrix, csp_rms_matrix
@@ -87,9 +88,19 @@ def _material_ids(test: list[Crystal]) -> list[str]:
     return [c.id if c.id else f"test-{i}" for i, c in enumerate(test)]
 
 
+def csp_targets(test: list[Crystal], capabilities: Capabilities) -> list[Target]:
+    """Each test structure's composition, plus what the model requires of every target (the ground
+    truth's space group, for a model that needs one)."""
+    if "spacegroup" not in capabilities.requires:
+        return [Target.from_crystal(c) for c in test]
+    from crystalgen.representations.cell import space_group_number
+
+    return [Target.from_crystal(c, int(c.properties.get("spacegroup.number") or space_group_number(c))) for c in test]
+
+
 def predict(run: RunDir, bench: BenchmarkModel, test: list[Crystal], ids: list[str], k: int, seed: int) -> int:
     writer = run.csv_writer(PREDICTIONS_FILE, PREDICTION_COLUMNS)
-    targets = [Target.from_crystal(c) for c in test]
+    targets = csp_targets(test, bench.model.capabilities)
 
     def rows_for(index: int, _target: Target, crystals: list[Crystal]) -> list[dict[str, Any]]:
         return [{"material_id": ids[index], "rank": rank, "cif": c.to_cif()} for rank, c in enumerate(crystals[:k])]
@@ -251,7 +262,8 @@ def _metrics(run: RunDir, bench: BenchmarkModel, settings: CspBenchmarkSettings,
         "first_proposal_unparsable": int(sum(p[0] is not None for p in predictions) - len(valid_first)),
         "d_rho_first_proposal": json_float(wasserstein(densities(valid_first), densities(test))) if valid_first else None,
         "counting": (
-            "StructureMatcher(stol=0.5, ltol=0.3, angle_tol=10); missing, unparsable and structurally invalid "
+            f"StructureMatcher(stol={MATCHER_STOL:g}, ltol={MATCHER_LTOL:g}, angle_tol={MATCHER_ANGLE_TOL:g}); "
+            "missing, unparsable and structurally invalid "
             "proposals are misses; ground truths are not filtered"
             + ("; SMACT-invalid proposals are also misses (published-code behaviour)" if settings.require_smact else "")
         ),

@@ -174,8 +174,7 @@ def build_gen_report(bench: BenchmarkModel, settings: GenBenchmarkSettings, metr
     if bench.protocol.name != dataset:
         notes.append(f"- Trained under `{bench.protocol.name}`, on less data than the published models.")
     if bench.model.capabilities.baseline:
-        notes.append(f"- The {bench.model.family} baseline generates from scratch by returning random training "
-                     "structures: a memorisation reference (novelty 0 by construction), not a generative model.")
+        notes.append(f"- `{bench.name}` is a baseline: {bench.model.describe_sampling(bench.options)}")
     rows = [["crystalgen: " + bench.name + " (this run)", percent(result.struct_validity), percent(result.comp_validity),
              percent(result.cov_recall), percent(result.cov_precision), number(result.d_rho), number(result.d_prop),
              number(result.d_elem), percent(result.uniqueness), percent(result.novelty)]]

@@ -20,7 +20,7 @@ from crystalgen.cli.data import data
 from crystalgen.cli.filter import filter_command
 from crystalgen.cli.sample import models, sample
 from crystalgen.cli.train import train
-from crystalgen.errors import CrystalgenInputError
+from crystalgen.errors import CrystalgenInputError, one_line
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -36,12 +36,8 @@ for command in (sample, models, filter_command, train, benchmark, data, convert)
     cli.add_command(command)
 
 
-def _one_line(message: str) -> str:
-    return " ".join(str(message).split())
-
-
 def _fail(message: str, code: int = EXIT_USAGE) -> int:
-    click.echo(f"crystalgen: error: {_one_line(message)}", err=True)
+    click.echo(f"crystalgen: error: {one_line(message)}", err=True)
     return code
 
 

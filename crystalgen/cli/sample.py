@@ -11,6 +11,7 @@ import click
 
 from crystalgen.cli.data import data_dir_option
 from crystalgen.cli.filter import filter_candidates, filter_config_from_options, print_summary, with_filter_options
+from crystalgen.models.base import DEVICES
 
 if TYPE_CHECKING:
     from crystalgen.crystal import Crystal
@@ -45,7 +46,7 @@ SAMPLE_COLUMNS = ("sample_id", "target", "formula", "spacegroup", "num_atoms", "
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="Top-k sampling (autoregressive models).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Targets per model call, also how often rows are written (default 64; changes the draws).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+@click.option("--device", type=click.Choice(DEVICES), default=None,
               help="Where to sample (models that can use a GPU; default cpu).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
 @click.option("--filter", "apply_filter", is_flag=True,
@@ -89,8 +90,14 @@ def sample(model_name: str, compositions: tuple[str, ...], compositions_file: Pa
     targets = _targets(compositions, compositions_file, constraints)
     per_target = num_samples
     target_labels: list[str] | str = [t.label for t in targets]
-    if len(targets) == 1 and not targets[0].conditions():  # from scratch, exactly as `benchmark gen` draws
-        targets, per_target, target_labels = [Target()] * num_samples, 1, Target().label
+    if targets[0].composition is None:
+        # from scratch: one target per sample, so that batches, progress and resume count samples
+        # (and, with no condition, the draws are exactly `benchmark gen`'s)
+        targets, per_target, target_labels = [targets[0]] * num_samples, 1, targets[0].label
+    if device is not None:  # resolved now: a missing GPU is refused before any work, and the run records what ran
+        from crystalgen.devices import resolve_device
+
+        device = resolve_device(device).type
     options = SampleOptions(sampler_steps=sampler_steps, temperature=temperature, top_k=top_k, batch_size=batch_size,
                             device=device)
     filter_settings = (filter_config, surrogate, max_e_above_hull, skip, relax)

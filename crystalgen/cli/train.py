@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import csv
 import time
+from types import SimpleNamespace
 from pathlib import Path
 
 import click
 
 from crystalgen.cli.data import data_dir_option
+from crystalgen.models.base import DEVICES
 
 #: Rows of the training log reproduced in the card (evenly spaced, last row included).
 CARD_CURVE_ROWS = 12
@@ -32,9 +34,9 @@ SECONDS_PER_MINUTE = 60.0
 @click.option("--time-limit", type=click.FloatRange(min=0.1), default=None,
               help="Stop after this many minutes (state saved; continue with --resume).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch (default: all).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
               help="Where to train: auto picks CUDA when a GPU is visible.")
-@click.option("--bf16", is_flag=True, help="bf16 autocast of the forward pass (CUDA only; ignored on the CPU).")
+@click.option("--bf16", is_flag=True, help="bf16 autocast of the forward pass (needs a CUDA device).")
 @data_dir_option
 def train(config_path: Path, out: Path, resume: bool, time_limit: float | None, threads: int | None, device: str,
           bf16: bool, data_dir: str | None) -> None:
@@ -61,6 +63,17 @@ def train(config_path: Path, out: Path, resume: bool, time_limit: float | None, 
     except CrystalgenInputError as exc:
         raise CrystalgenInputError(f"{config_path}: protocol: {exc}") from None
     model = build_model(config, kind=None)
+    if model.capabilities.trained:
+        from crystalgen.devices import resolve_device
+
+        if resolve_device(device).type != "cuda" and bf16:  # a missing GPU is refused before the data are loaded
+            raise CrystalgenInputError("--bf16 needs a CUDA device; bf16 autocast is for GPUs")
+    else:
+        given = [flag for flag, on in (("--device cuda", device == "cuda"), ("--bf16", bf16),
+                                       ("--time-limit", time_limit is not None)) if on]
+        if given:
+            raise CrystalgenInputError(f"{', '.join(given)}: a {model.family} model is fitted in one pass, "
+                                       "not trained by gradient descent")
     if threads:
         import torch
 
@@ -75,7 +88,7 @@ def train(config_path: Path, out: Path, resume: bool, time_limit: float | None, 
     save_model(model, out, _card(model, protocol.describe(), wall, config_path, out) + extra)
     summary = model.training_summary
     if summary and not summary["finished"]:
-        click.echo(f"stopped at step {summary['steps']} of {model.train_config.steps}; "
+        click.echo(f"stopped at step {summary['steps']} of {summary['config']['steps']}; "
                    f"continue with: crystalgen train --config {config_path} --out {out} --resume", err=True)
     click.echo(f"wrote {out} ({wall:.1f} s)", err=True)
 
@@ -124,7 +137,7 @@ front matter and this section once run on the full test split.
 
 
 def _training_lines(model, summary: dict) -> str:
-    train_config = model.train_config
+    train_config = SimpleNamespace(**summary["config"])  # the TrainConfig the run used
     status = "finished" if summary["finished"] else f"**unfinished** (stopped at step {summary['steps']})"
     processes = summary["processes"]
     structures = summary["steps"] * train_config.batch_size * processes

@@ -42,10 +42,11 @@ MIN_ALPHA_BAR = 1e-5
 SCORE_NORM_TABLE_SIZE = 2001
 
 
-@lru_cache(maxsize=4)
-def _score_norm_table(sigma_min: float, sigma_max: float) -> torch.Tensor:
+@lru_cache(maxsize=8)
+def _score_norm_table(sigma_min: float, sigma_max: float, device: str = "cpu") -> torch.Tensor:
+    """Built once on the CPU, kept on each device that asks, so a GPU step needs no host round trip."""
     t = torch.linspace(0.0, 1.0, SCORE_NORM_TABLE_SIZE, dtype=torch.float64)
-    return wrapped_normal_score_norm(geometric_sigmas(sigma_min, sigma_max, t))
+    return wrapped_normal_score_norm(geometric_sigmas(sigma_min, sigma_max, t)).to(device)
 
 
 def _randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -86,8 +87,8 @@ class TorusVE:
 
     def score_norm(self, t: torch.Tensor) -> torch.Tensor:
         """E[score^2] at sigma(t), interpolated from a table built once (the quadrature is costly per batch)."""
-        table = _score_norm_table(self.sigma_min, self.sigma_max)
-        position = t.detach().double().cpu().clamp(0, 1) * (SCORE_NORM_TABLE_SIZE - 1)
+        table = _score_norm_table(self.sigma_min, self.sigma_max, str(t.device))
+        position = t.detach().double().clamp(0, 1) * (SCORE_NORM_TABLE_SIZE - 1)
         low = position.floor().long().clamp(max=SCORE_NORM_TABLE_SIZE - 2)
         frac = position - low
         log_norm = (1 - frac) * table[low].log() + frac * table[low + 1].log()
@@ -166,9 +167,13 @@ class EuclideanVP:
         return _randn_like(xt, generator) if stochastic else None
 
     def denoise(self, xt: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The predicted clean data, clipped as in :meth:`reverse_step`."""
+        """The predicted clean data, clipped as in :meth:`reverse_step`. The clip passes gradients
+        through unchanged: at high noise most components are clipped, and a zero gradient there
+        would switch guidance off exactly where it can still steer."""
         x0 = self.predict_x0(xt, eps, t)
-        return x0 if self.x0_clip is None else x0.clamp(-self.x0_clip, self.x0_clip)
+        if self.x0_clip is None:
+            return x0
+        return x0 + (x0.clamp(-self.x0_clip, self.x0_clip) - x0).detach()
 
     def guide(self, eps: torch.Tensor, gradient: torch.Tensor, t: torch.Tensor, strength: float) -> torch.Tensor:
         """The noise prediction of the guided density ``p(x) exp(-strength * loss)``: the score is

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crystalgen.crystal import Crystal
-from crystalgen.errors import CrystalgenInputError
+from crystalgen.errors import CrystalgenInputError, one_line
 from crystalgen.io import parse_crystal, read_csv_table, read_text_file
 
 CIF_COLUMN = "cif"
@@ -28,15 +28,11 @@ class CandidateRow:
     error: str = ""  # why ``crystal`` is None
 
 
-def _one_line(message: str) -> str:
-    return " ".join(message.split())[:ERROR_CHARS]
-
-
 def _parse(text: str, label: str) -> tuple[Crystal | None, str]:
     try:
         return parse_crystal(text, "cif", id=label), ""
     except (CrystalgenInputError, ValueError) as exc:
-        return None, _one_line(str(exc))
+        return None, one_line(str(exc))[:ERROR_CHARS]
 
 
 def _read_cif(path: Path) -> tuple[Crystal | None, str]:
@@ -44,7 +40,7 @@ def _read_cif(path: Path) -> tuple[Crystal | None, str]:
     try:
         text = read_text_file(path, "a CIF")
     except CrystalgenInputError as exc:
-        return None, _one_line(str(exc))
+        return None, one_line(str(exc))[:ERROR_CHARS]
     return _parse(text, path.stem)
 
 
@@ -67,6 +63,6 @@ def read_candidates(path: str | os.PathLike) -> tuple[list[CandidateRow], tuple[
     from crystalgen.data.loading import parse_cifs
 
     parsed = parse_cifs([v[CIF_COLUMN] for v in values], label="reading candidates")  # in parallel for big inputs
-    rows = [CandidateRow(v, None, _one_line(p)) if isinstance(p, str)
+    rows = [CandidateRow(v, None, one_line(p)[:ERROR_CHARS]) if isinstance(p, str)
             else CandidateRow(v, Crystal(*p, id=f"row{number}")) for number, (v, p) in enumerate(zip(values, parsed))]
     return rows, columns

@@ -38,9 +38,9 @@ class Generator(Model):
         self.capabilities.check_target(target, self.name)
         limit = self.max_atoms
         if limit is not None and target.num_atoms is not None and target.num_atoms > limit:
-            raise CrystalgenInputError(
-                f"{target.label} has {target.num_atoms} atoms, beyond model {self.name!r}'s limit of {limit}"
-            )
+            what = f"{target.label} has {target.num_atoms} atoms" if target.composition is not None else \
+                f"{target.num_atoms} atoms per cell is"
+            raise CrystalgenInputError(f"{what} beyond model {self.name!r}'s limit of {limit}")
 
     def sample(self, targets: Sequence[Target], n: int = 1, seed: int = 0,
                options: SampleOptions | None = None) -> list[list[Crystal]]:

@@ -65,9 +65,11 @@ class DiffusionGenerator(TrainsOnProtocol, Generator):
 
     @classmethod
     def capabilities_for(cls, config: dict) -> Capabilities:
-        task = config.get("task", CSP)
-        return Capabilities(tasks=frozenset({task}), conditions=_TASK_CONDITIONS.get(task, frozenset()),
-                            options=frozenset({"sampler_steps", "guidance", "batch_size", "device"}), trained=True)
+        """A checkpoint does the one task it was trained for; the bare family can be trained for either."""
+        tasks = [config["task"]] if "task" in config else [CSP, GEN]
+        conditions = frozenset().union(*(_TASK_CONDITIONS.get(task, frozenset()) for task in tasks))
+        return Capabilities(tasks=frozenset(tasks), conditions=conditions,
+                            options=frozenset({"sampler_steps", "guidance", "device"}), trained=True)
 
     def __init__(self, config: dict | None = None) -> None:
         from crystalgen.training import TrainConfig
@@ -135,8 +137,9 @@ class DiffusionGenerator(TrainsOnProtocol, Generator):
         generator = torch.Generator(device).manual_seed(seed)
         type_mask = None
         if self.task == GEN:
-            # the same draw for every target, then the targets' own counts, so a constraint on one
-            # target does not change the crystals drawn for the others
+            # atom counts are drawn for every target, then replaced by the targets' own, so that a
+            # constrained target leaves the others' counts as they would be (not their crystals: a
+            # different total atom count shifts every later draw)
             count_generator = generator if device.type == "cpu" else torch.Generator().manual_seed(seed)
             num_atoms = self.model.draw_num_atoms(len(targets) * n, count_generator).cpu()
             for i, target in enumerate(targets):

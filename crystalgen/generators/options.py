@@ -43,5 +43,7 @@ class SampleOptions:
             raise CrystalgenInputError(f"sample option device must be one of {', '.join(DEVICES)}, got {self.device!r}")
 
     def set_fields(self) -> list[str]:
-        """The options that are set (differ from "the model's own"); every model runs on the CPU."""
-        return [f.name for f in fields(self) if getattr(self, f.name) not in (None, "cpu" if f.name == "device" else None)]
+        """The options that are set (differ from "the model's own"). A device of ``cpu`` or ``auto``
+        is not: every model runs on the CPU, which is what ``auto`` is for one that cannot use a GPU."""
+        unset = {"device": (None, "cpu", "auto")}
+        return [f.name for f in fields(self) if getattr(self, f.name) not in unset.get(f.name, (None,))]

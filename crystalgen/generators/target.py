@@ -58,13 +58,11 @@ class PropertyTarget:
         if goal.lower() in _DIRECTION_WORDS:
             return cls(name, direction=_DIRECTION_WORDS[goal.lower()])
         try:
-            if ":" in goal:
-                low, high = (float(x) for x in goal.split(":", 1))
-                return cls(name, range=(low, high))
-            return cls(name, value=float(goal))
+            numbers = [float(x) for x in goal.split(":", 1)]
         except ValueError:
             raise CrystalgenInputError(f"property target {text!r}: {goal!r} is not a number, a LOW:HIGH range, "
                                        "min or max") from None
+        return cls(name, range=(numbers[0], numbers[1])) if len(numbers) == 2 else cls(name, value=numbers[0])
 
     @property
     def label(self) -> str:
@@ -122,7 +120,7 @@ class Target:
         if composition is not None and number is not None:
             check_spacegroup_compatible(composition, number)
         element_set = None
-        if elements:
+        if elements is not None:
             element_set = frozenset(validate_element(s) for s in _ELEMENT_SEPARATORS.split(elements.strip()) if s)
         count = None
         if num_atoms not in (None, ""):

@@ -209,6 +209,11 @@ class TemplateGenerator(Generator):
         rows, mappings = self.rank_templates(target)
         return [self._substitute(self.train[r], m) for r, m in zip(rows[:n], mappings[:n])]
 
+    def describe_sampling(self, options: SampleOptions | None = None) -> str:
+        return ("CSP substitutes the best-ranked training templates of the target's stoichiometry; generation from "
+                "scratch returns random training structures, a memorisation reference (novelty 0 by construction), "
+                "not a generative model.")
+
     def card_notes(self, fit_wall_s: float) -> str:
         return f"""- **Fit wall time:** {fit_wall_s:.1f} s (includes parsing the training CIFs the first time)
 - **Steps:** none; the template baseline is not trained by gradient descent. Its only fitted

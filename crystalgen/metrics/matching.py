@@ -27,21 +27,13 @@ if TYPE_CHECKING:
     from pymatgen.analysis.structure_matcher import StructureMatcher
     from pymatgen.core import Structure
 
-#: Site tolerance, as a fraction of the average free length per atom, (V/N)^(1/3).
-STOL = MATCHER_STOL
-#: Fractional lattice-length tolerance.
-LTOL = MATCHER_LTOL
-#: Lattice-angle tolerance in degrees.
-ANGLE_TOL = MATCHER_ANGLE_TOL
-
-
 @dataclass(frozen=True)
 class MatcherConfig:
     """StructureMatcher tolerances (the benchmark values by default)."""
 
-    stol: float = STOL
-    ltol: float = LTOL
-    angle_tol: float = ANGLE_TOL
+    stol: float = MATCHER_STOL
+    ltol: float = MATCHER_LTOL
+    angle_tol: float = MATCHER_ANGLE_TOL
 
 
 @lru_cache(maxsize=8)

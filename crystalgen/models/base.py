@@ -38,7 +38,8 @@ class Model(ABC):
 
     def __init__(self, config: dict | None = None) -> None:
         self.config: dict[str, Any] = dict(config or {})
-        #: Set by a trained fit: steps done, seconds spent, whether finished, the last logged losses.
+        #: Set by a trained fit (what :func:`crystalgen.training.train_model` returns): steps done,
+        #: seconds spent, whether finished, the training settings, processes, device, last losses.
         self.training_summary: dict[str, Any] = {}
 
     @classmethod

@@ -24,6 +24,8 @@ TASKS = (CSP, GEN)
 CONDITIONS = ("composition", "spacegroup", "elements", "num_atoms", "properties")
 #: Everything a :class:`~crystalgen.generators.options.SampleOptions` can set (its fields).
 OPTIONS = ("sampler_steps", "guidance", "temperature", "top_k", "batch_size", "device")
+#: Options the shared sampling loop applies, around any model: no family needs to declare them.
+LOOP_OPTIONS = frozenset({"batch_size"})
 _CONDITION_WORDS = {"composition": "a composition", "spacegroup": "a space group", "elements": "an element set",
                     "num_atoms": "an atom count", "properties": "property targets"}
 
@@ -32,14 +34,17 @@ _CONDITION_WORDS = {"composition": "a composition", "spacegroup": "a space group
 class Capabilities:
     """Tasks, target conditions and sample options a model serves.
 
-    ``trained`` models are fitted by the shared :class:`~crystalgen.training.Trainer` (steps,
+    ``conditions`` are what a target may carry; ``requires`` what every target must carry (a
+    Wyckoff CSP model needs the space group), which benchmarks then supply from the ground truth.
+    ``options`` are the :class:`SampleOptions` it honours besides :data:`LOOP_OPTIONS`. ``trained`` models are fitted by the shared :class:`~crystalgen.training.Trainer` (steps,
     resume, devices); ``baseline`` marks the reference method that reports of other models show
     beside them (the template baseline).
     """
 
     tasks: frozenset[str] = frozenset()
     conditions: frozenset[str] = frozenset()
-    options: frozenset[str] = frozenset({"batch_size"})
+    requires: frozenset[str] = frozenset()
+    options: frozenset[str] = frozenset()
     trained: bool = False
     baseline: bool = False
 
@@ -47,6 +52,8 @@ class Capabilities:
         unknown = (set(self.tasks) - set(TASKS)) | (set(self.conditions) - set(CONDITIONS)) | (set(self.options) - set(OPTIONS))
         if unknown:
             raise ValueError(f"unknown capabilities: {', '.join(sorted(unknown))}")
+        if not self.requires <= self.conditions:
+            raise ValueError(f"required conditions must be accepted conditions: {', '.join(sorted(self.requires))}")
 
     def does(self, task: str) -> bool:
         return task in self.tasks
@@ -63,6 +70,10 @@ class Capabilities:
                                        "use a CSP model")
         if target.composition is None and not self.does(GEN):
             raise CrystalgenInputError(f"model {model!r} does crystal structure prediction: give a composition")
+        absent = [c for c in CONDITIONS if c in self.requires and c not in target.conditions() and c != "composition"]
+        if absent:
+            raise CrystalgenInputError(f"model {model!r} needs {' and '.join(_CONDITION_WORDS[c] for c in absent)} "
+                                       "for every target")
         missing = [c for c in target.conditions() if c not in self.conditions]
         if missing:
             served = ", ".join(_CONDITION_WORDS[c] for c in CONDITIONS if c in self.conditions) or "nothing"
@@ -71,6 +82,6 @@ class Capabilities:
 
     def check_options(self, options: "SampleOptions", model: str) -> None:
         """A one-line error for a sample option this model would silently ignore."""
-        unused = [name for name in options.set_fields() if name not in self.options]
+        unused = [name for name in options.set_fields() if name not in self.options | LOOP_OPTIONS]
         if unused:
             raise CrystalgenInputError(f"model {model!r} does not take the sample option(s) {', '.join(unused)}")

@@ -1,7 +1,8 @@
 """Model families, and how a model name resolves to a ready model.
 
-A family is registered as ``name -> "module:Class"`` and imported only when it is used, so that
-listing families or reading a checkpoint's config never imports torch. A model is addressed by:
+A family is registered as ``name -> "module:Class"`` and imported only when it is used (so
+importing the registry, or reading a checkpoint's config, does not import torch; listing models
+asks each family class for its capabilities, which does). A model is addressed by:
 
 * a checkpoint folder path (anything with a ``config.yaml``);
 * the name of a shipped checkpoint (``checkpoints/<name>/``);
@@ -94,7 +95,10 @@ def load_model(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | No
     if folder is not None:
         checkpoint = read_checkpoint(folder)
         model = build_model(checkpoint.config, kind)
-        model.load_state(checkpoint.tensors, data_dir)
+        try:
+            model.load_state(checkpoint.tensors, data_dir)
+        except CrystalgenInputError as exc:
+            raise type(exc)(f"checkpoint {folder}: {exc}") from None
         return model
     if str(name_or_path) in FAMILIES:
         return build_model({"family": str(name_or_path), "name": str(name_or_path)}, kind)

@@ -9,10 +9,6 @@ from __future__ import annotations
 from crystalgen.constants import ANGLE_TOLERANCE, SYMPREC
 from crystalgen.crystal import Crystal
 
-#: Symmetry tolerance (Å) used across crystalgen; matches the one used to label mp_20's space groups.
-DEFAULT_SYMPREC = SYMPREC
-#: Angle tolerance (degrees) for symmetry finding; pymatgen's default.
-DEFAULT_ANGLE_TOLERANCE = ANGLE_TOLERANCE
 
 CELL_CHOICES = ("as-is", "niggli", "primitive", "conventional")
 
@@ -26,22 +22,22 @@ def niggli_cell(crystal: Crystal) -> Crystal:
 def _analyzer(crystal: Crystal, symprec: float):
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-    return SpacegroupAnalyzer(crystal.to_structure(), symprec=symprec, angle_tolerance=DEFAULT_ANGLE_TOLERANCE)
+    return SpacegroupAnalyzer(crystal.to_structure(), symprec=symprec, angle_tolerance=ANGLE_TOLERANCE)
 
 
-def primitive_cell(crystal: Crystal, symprec: float = DEFAULT_SYMPREC) -> Crystal:
+def primitive_cell(crystal: Crystal, symprec: float = SYMPREC) -> Crystal:
     """The standard primitive cell (Setyawan-Curtarolo convention)."""
     structure = _analyzer(crystal, symprec).get_primitive_standard_structure()
     return Crystal.from_structure(structure, id=crystal.id, properties=crystal.properties)
 
 
-def conventional_cell(crystal: Crystal, symprec: float = DEFAULT_SYMPREC) -> Crystal:
+def conventional_cell(crystal: Crystal, symprec: float = SYMPREC) -> Crystal:
     """The conventional standard cell (International Tables setting)."""
     structure = _analyzer(crystal, symprec).get_conventional_standard_structure()
     return Crystal.from_structure(structure, id=crystal.id, properties=crystal.properties)
 
 
-def standardise(crystal: Crystal, cell: str, symprec: float = DEFAULT_SYMPREC) -> Crystal:
+def standardise(crystal: Crystal, cell: str, symprec: float = SYMPREC) -> Crystal:
     """Apply one of :data:`CELL_CHOICES`."""
     if cell == "as-is":
         return crystal
@@ -54,19 +50,19 @@ def standardise(crystal: Crystal, cell: str, symprec: float = DEFAULT_SYMPREC) -
     raise ValueError(f"unknown cell choice {cell!r}; expected one of {', '.join(CELL_CHOICES)}")
 
 
-def space_group_number(crystal: Crystal, symprec: float = DEFAULT_SYMPREC) -> int:
+def space_group_number(crystal: Crystal, symprec: float = SYMPREC) -> int:
     """International space group number found by spglib at ``symprec``."""
     import spglib
 
     cell = (crystal.lattice, crystal.frac_coords, crystal.atomic_numbers)
-    dataset = spglib.get_symmetry_dataset(cell, symprec=symprec, angle_tolerance=DEFAULT_ANGLE_TOLERANCE)
+    dataset = spglib.get_symmetry_dataset(cell, symprec=symprec, angle_tolerance=ANGLE_TOLERANCE)
     return 1 if dataset is None else int(dataset.number)
 
 
 class CellChoice:
     """A cell standardisation seen as a representation: decode is the identity."""
 
-    def __init__(self, cell: str, symprec: float = DEFAULT_SYMPREC):
+    def __init__(self, cell: str, symprec: float = SYMPREC):
         if cell not in CELL_CHOICES:
             raise ValueError(f"unknown cell choice {cell!r}")
         self.cell = cell

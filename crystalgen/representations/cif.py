@@ -9,10 +9,10 @@ applies the operations and gives the same crystal (possibly in a different, equi
 from __future__ import annotations
 
 from crystalgen.crystal import TEXT_PRECISION, Crystal
-from crystalgen.representations.cell import DEFAULT_SYMPREC
+from crystalgen.constants import SYMPREC
 
 
-def to_symmetric_cif(crystal: Crystal, symprec: float = DEFAULT_SYMPREC) -> str:
+def to_symmetric_cif(crystal: Crystal, symprec: float = SYMPREC) -> str:
     """CIF text of the conventional cell with its space group and asymmetric unit."""
     from pymatgen.io.cif import CifWriter
 
@@ -29,7 +29,7 @@ class SymmetricCif:
 
     name = "cif-symmetric"
 
-    def __init__(self, symprec: float = DEFAULT_SYMPREC):
+    def __init__(self, symprec: float = SYMPREC):
         self.symprec = symprec
 
     def encode(self, crystal: Crystal) -> str:

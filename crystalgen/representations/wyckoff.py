@@ -17,7 +17,7 @@ import numpy as np
 
 from crystalgen.crystal import Crystal
 from crystalgen.errors import CrystalgenInputError, first_line
-from crystalgen.representations.cell import DEFAULT_SYMPREC
+from crystalgen.constants import SYMPREC
 from crystalgen.representations.lattice import lattice_params_to_matrix
 from crystalgen.validation import validate_element, validate_spacegroup
 
@@ -117,7 +117,7 @@ def _wyckoff_position(spacegroup: int, letter: str, hall_number: int | None):
         raise WyckoffError(f"space group {spacegroup} has no Wyckoff position {letter!r}") from None
 
 
-def encode_wyckoff(crystal: Crystal, symprec: float = DEFAULT_SYMPREC) -> WyckoffCrystal:
+def encode_wyckoff(crystal: Crystal, symprec: float = SYMPREC) -> WyckoffCrystal:
     """Find the space group and Wyckoff sites of ``crystal`` at tolerance ``symprec`` (Å)."""
     from pyxtal import pyxtal
 
@@ -181,7 +181,7 @@ class Wyckoff:
 
     name = "wyckoff"
 
-    def __init__(self, symprec: float = DEFAULT_SYMPREC):
+    def __init__(self, symprec: float = SYMPREC):
         self.symprec = symprec
 
     def encode(self, crystal: Crystal) -> WyckoffCrystal:

@@ -97,8 +97,8 @@ class Surrogate(TrainsOnProtocol, Model):
             for start in range(0, len(usable), batch_size):
                 prediction = self.ensemble.predict_batch(collate(usable[start:start + batch_size]))
                 rows = np.flatnonzero(known)[start:start + batch_size]
-                mean[rows] = prediction.mean.double().numpy()
-                std[rows] = prediction.std.double().numpy()
+                mean[rows] = prediction.mean.detach().cpu().double().numpy()
+                std[rows] = prediction.std.detach().cpu().double().numpy()
         return {name: (mean[:, j], self.calibrated_std(name, std[:, j])) for j, name in enumerate(self.properties)}
 
     def calibrated_std(self, name: str, ensemble_std: np.ndarray) -> np.ndarray:

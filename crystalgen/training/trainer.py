@@ -358,7 +358,8 @@ class Trainer:
 def train_model(model: nn.Module, train: Sequence[Any], config: TrainConfig, run: TrainingRun | None = None,
                 collate_fn: Callable[[list[Any]], Any] = collate) -> dict:
     """Run the training loop on ``model`` (in ``run.run_dir``, or a scratch folder, on ``run.device``),
-    then load the EMA weights into it; returns the summary a model card reports."""
+    then load the EMA weights into it; returns the summary a model card reports (steps, wall time,
+    whether finished, the training settings, processes, device, last logged losses)."""
     import tempfile
 
     run = run or TrainingRun()
@@ -370,6 +371,6 @@ def train_model(model: nn.Module, train: Sequence[Any], config: TrainConfig, run
         logged = trainer.run(resume=run.resume, time_limit_s=run.time_limit_s)
     model.load_state_dict(trainer.ema.shadow)
     model.eval()
-    return {"steps": trainer.step, "wall_s": trainer.elapsed_s, "finished": trainer.finished,
+    return {"steps": trainer.step, "wall_s": trainer.elapsed_s, "finished": trainer.finished, "config": asdict(config),
             "train_structures": len(train), "processes": trainer.context.world_size, "last_losses": logged,
             "device": str(trainer.device) + (" (bf16 autocast)" if trainer.autocast else "")}
