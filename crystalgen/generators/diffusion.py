@@ -35,7 +35,7 @@ from crystalgen.constants import MAX_EMBEDDED_Z
 from crystalgen.crystal import Crystal, crystals_from_arrays
 from crystalgen.devices import resolve_device
 from crystalgen.diffusion.sampler import SamplerConfig
-from crystalgen.errors import CrystalgenInputError
+from crystalgen.errors import CrystalgenInputError, first_line
 from crystalgen.generators.base import Generator, SampleOptions, Target
 from crystalgen.generators.diffusion_model import CrystalDiffusion, DiffusionConfig
 from crystalgen.models.base import TrainingRun
@@ -115,8 +115,6 @@ class DiffusionGenerator(TrainsOnProtocol, Generator):
         try:
             self.model.load_state_dict(weights)
         except RuntimeError as exc:
-            from crystalgen.errors import first_line
-
             raise CrystalgenInputError(f"diffusion checkpoint {self.name!r}: weights do not match its config "
                                        f"({first_line(exc)})") from None
         self.model.eval()
