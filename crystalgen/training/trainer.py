@@ -120,6 +120,8 @@ class TrainConfig:
 class DistributedContext:
     rank: int = 0
     world_size: int = 1
+    #: Whether :meth:`from_environment` created the process group (and :meth:`close` should end it).
+    owns_group: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -133,9 +135,23 @@ class DistributedContext:
             return cls()
         import torch.distributed as dist
 
-        if not dist.is_initialized():
+        owns = not dist.is_initialized()
+        if owns:
             dist.init_process_group("nccl" if device is not None and device.type == "cuda" else "gloo")
-        return cls(dist.get_rank(), world_size)
+        return cls(dist.get_rank(), world_size, owns)
+
+    def close(self) -> None:
+        """End the process group this context created, once every rank is done with it. A process
+        that exits with a live gloo group can abort in its worker threads ("terminate called without
+        an active exception"), failing a run that finished."""
+        if not self.owns_group:
+            return
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+        self.owns_group = False
 
     @staticmethod
     def local_device(device: torch.device) -> torch.device:
@@ -369,6 +385,7 @@ def train_model(model: nn.Module, train: Sequence[Any], config: TrainConfig, run
         trainer = Trainer(model, train, config, run.run_dir or scratch, context, collate_fn,
                           context.local_device(device), run.bf16)
         logged = trainer.run(resume=run.resume, time_limit_s=run.time_limit_s)
+        context.close()  # not on an error: a barrier with a failed rank would never return
     model.load_state_dict(trainer.ema.shadow)
     model.eval()
     return {"steps": trainer.step, "wall_s": trainer.elapsed_s, "finished": trainer.finished, "config": asdict(config),

@@ -26,5 +26,6 @@ model = CrystalDiffusion(DiffusionConfig(denoiser=DenoiserConfig(hidden=16, laye
 model.set_statistics(torch.stack([torch.tensor(c.lattice, dtype=torch.float32) for c in crystals]),
                      torch.tensor([c.num_atoms for c in crystals]))
 Trainer(model, crystals, TrainConfig(steps=steps, batch_size=4, log_every=2), out, context).run(resume=resume)
+context.close()
 flat = torch.cat([p.detach().flatten() for p in model.parameters()])
 (out / f"rank{context.rank}.txt").write_text(f"{context.world_size} {flat.double().sum().item():.12e} {flat.abs().sum().item():.12e}")
