@@ -65,14 +65,19 @@ class Variable:
 
 class Projection:
     """The identity. Subclass it to constrain a model: :meth:`state` maps a state onto the
-    constraint set, :meth:`vector` maps an update direction (noise, score, gradient) onto its
-    tangent space."""
+    constraint set, :meth:`vector` maps an update direction (a score, a guidance gradient) onto its
+    tangent space, and :meth:`noise` does the same for a standard normal draw (by default as
+    :meth:`vector`; a constraint that ties rows together, such as a Wyckoff orbit, keeps one draw
+    per free parameter there instead of averaging the rows' draws, which would shrink the noise)."""
 
     def state(self, name: str, x: torch.Tensor) -> torch.Tensor:
         return x
 
     def vector(self, name: str, v: torch.Tensor) -> torch.Tensor:
         return v
+
+    def noise(self, name: str, z: torch.Tensor) -> torch.Tensor:
+        return self.vector(name, z)
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,7 @@ class ReverseSampler:
     def _noise(self, variable: Variable, x: torch.Tensor, generator: torch.Generator | None,
                stochastic: bool) -> torch.Tensor | None:
         noise = variable.process.step_noise(x, generator, stochastic)
-        return None if noise is None else self.projection.vector(variable.name, noise)
+        return None if noise is None else self.projection.noise(variable.name, noise)
 
     def _step(self, variable: Variable, x: torch.Tensor, prediction: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
               generator: torch.Generator | None) -> torch.Tensor:

@@ -16,10 +16,19 @@ from crystalgen.representations.cif import P1Cif, SymmetricCif
 from crystalgen.representations.lattice import LatticeLogPolar, LatticeParameters
 from crystalgen.representations.wyckoff import Wyckoff, WyckoffCrystal, WyckoffSite
 
+
+def _wyckoff_tensors() -> Representation:
+    """Imported on use: it brings torch, which the other representations (and the CLI) do without."""
+    from crystalgen.representations.wyckoff_batch import WyckoffTensors
+
+    return WyckoffTensors()
+
+
 REPRESENTATIONS: dict[str, Callable[[], Representation]] = {
     "lattice-params": LatticeParameters,
     "lattice-logpolar": LatticeLogPolar,
     "wyckoff": Wyckoff,
+    "wyckoff-batch": _wyckoff_tensors,
     "cif-p1": P1Cif,
     "cif-symmetric": SymmetricCif,
     "cell-niggli": lambda: CellChoice("niggli"),

@@ -106,7 +106,8 @@ def _parse_label(label: str) -> tuple[int, str]:
     return int(match.group(1)), match.group(2)
 
 
-def _wyckoff_position(spacegroup: int, letter: str, hall_number: int | None):
+def wyckoff_position(spacegroup: int, letter: str, hall_number: int | None):
+    """pyxtal's Wyckoff position ``letter`` of ``spacegroup`` (in the Hall setting, when given)."""
     from pyxtal.symmetry import Wyckoff_position
 
     try:
@@ -154,7 +155,7 @@ def decode_wyckoff(encoded: WyckoffCrystal) -> Crystal:
     frac_blocks, numbers = [], []
     for site in encoded.sites:
         multiplicity, letter = _parse_label(site.wyckoff)
-        wp = _wyckoff_position(encoded.spacegroup, letter, encoded.hall_number)
+        wp = wyckoff_position(encoded.spacegroup, letter, encoded.hall_number)
         if wp.multiplicity != multiplicity:
             raise WyckoffError(
                 f"Wyckoff position {letter} of space group {encoded.spacegroup} has multiplicity "
