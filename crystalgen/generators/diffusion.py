@@ -151,9 +151,12 @@ class DiffusionGenerator(TrainsOnProtocol, Generator):
                           for t in targets]
             num_atoms = torch.tensor([len(z) for z in per_target for _ in range(n)])
             types = torch.as_tensor(np.concatenate([z for z in per_target for _ in range(n)]))
-        sampler = self.sampler if options.sampler_steps is None else replace(self.sampler, steps=options.sampler_steps)
-        crystals = self._sample_cells(num_atoms, types, generator, sampler, options, type_mask)
+        crystals = self._sample_cells(num_atoms, types, generator, self._sampler_for(options), options, type_mask)
         return [crystals[i * n:(i + 1) * n] for i in range(len(targets))]
+
+    def _sampler_for(self, options: SampleOptions) -> SamplerConfig:
+        """The checkpoint's sampler, with the options' step count where they give one."""
+        return self.sampler if options.sampler_steps is None else replace(self.sampler, steps=options.sampler_steps)
 
     def _type_mask(self, targets: list[Target], num_atoms: torch.Tensor) -> torch.Tensor:
         """(N, types) True where an atom of that crystal may take that type (its target's element set)."""
@@ -185,8 +188,7 @@ class DiffusionGenerator(TrainsOnProtocol, Generator):
 
     def describe_sampling(self, options: SampleOptions | None = None) -> str:
         options = options or SampleOptions()
-        sampler = self.sampler if options.sampler_steps is None else replace(self.sampler, steps=options.sampler_steps)
-        text = ", ".join(f"{key}={value}" for key, value in asdict(sampler).items())
+        text = ", ".join(f"{key}={value}" for key, value in asdict(self._sampler_for(options)).items())
         if options.guidance is not None:
             text += f", guidance: {options.guidance.label} (strength {options.guidance.strength:g})"
         return text

@@ -16,14 +16,16 @@ SAMPLE_BATCH = 64
 
 
 def refused_targets(model: Generator, targets: Sequence[Target]) -> set[int]:
-    """Indices of the targets the model cannot serve (e.g. too many atoms); they get no samples."""
-    refused = set()
-    for index, target in enumerate(targets):
+    """Indices of the targets the model cannot serve (e.g. too many atoms); they get no samples.
+    Each distinct target is checked once: from scratch, thousands of targets are one and the same."""
+    servable: dict[Target, bool] = {}
+    for target in dict.fromkeys(targets):
         try:
             model.check_target(target)
+            servable[target] = True
         except CrystalgenInputError:
-            refused.add(index)
-    return refused
+            servable[target] = False
+    return {index for index, target in enumerate(targets) if not servable[target]}
 
 
 def sample_resumably(
