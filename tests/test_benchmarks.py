@@ -366,7 +366,7 @@ def gen_run(synthetic_template_ckpt, synthetic_perov_dir, tmp_path_factory) -> R
 
 def test_gen_samples_are_training_copies(gen_run, synthetic_perov_dir):
     rows = read_csv_rows(gen_run.out / "samples.csv")
-    assert (gen_run.out / "samples.csv").read_text().splitlines()[0] == "sample_id,formula,num_atoms,cif"
+    assert (gen_run.out / "samples.csv").read_text().splitlines()[0] == "sample_id,formula,num_atoms,template_spacegroup,cif"
     assert [r["sample_id"] for r in rows] == [f"s{i:06d}" for i in range(5)]
     train = pd.read_csv(synthetic_perov_dir / "perov_5" / "train.csv")
     train_crystals = {c.formula: c for c in (Crystal.from_cif(t) for t in train["cif"])}

@@ -26,7 +26,8 @@ from crystalgen.representations.cell import space_group_number
 #: Å^3 per atom of each element; every training cell's volume is the sum over its atoms.
 ELEMENT_VOLUMES = {"Sr": 25.0, "Ba": 30.0, "Ca": 20.0, "Ti": 10.0, "Zr": 14.0, "K": 28.0, "Nb": 13.0, "O": 10.0,
                    "S": 20.0, "Na": 20.0, "Cl": 25.0, "Zn": 12.0, "Pb": 32.0}
-SAMPLE_COLUMNS = ["sample_id", "target", "formula", "spacegroup", "num_atoms", "cif"]
+SAMPLE_COLUMNS = ["sample_id", "target", "formula", "spacegroup", "num_atoms", "template", "template_spacegroup", "cif",
+                  "cif_symmetric"]
 
 
 def additive_volume(crystal: Crystal) -> float:
@@ -273,6 +274,11 @@ def test_sample_cli_writes_csv_and_cifs(model, checkpoint, template_data, tmp_pa
         ("t0000-000", "Sr1Ti1O3", "SrTiO3"), ("t0000-001", "Sr1Ti1O3", "SrTiO3"),
         ("t0001-000", "Ba1Zr1S3", "BaZrS3"), ("t0001-001", "Ba1Zr1S3", "BaZrS3"),
     ]
+    from crystalgen.representations.cif import from_symmetric_cif
+
+    for row in rows:  # the symmetric CIF names the space group spglib finds and reads back to the same crystal
+        assert "_symmetry_space_group_name_H-M" in row["cif_symmetric"]
+        assert from_symmetric_cif(row["cif_symmetric"]).formula == row["formula"]
     assert sorted(p.name for p in (out / "cifs").iterdir()) == [f"{r['sample_id']}.cif" for r in rows]
     expected = model.sample([Target.parse("SrTiO3")], n=2)[0] + model.sample([Target.parse("BaZrS3")], n=2, seed=1)[0]
     for row, want in zip(rows, expected):

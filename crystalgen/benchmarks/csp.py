@@ -76,6 +76,8 @@ class CspBenchmarkSettings:
     #: Sampler steps at which a k=1 match-rate curve is measured on the first ``curve_limit`` structures.
     steps_curve: tuple[int, ...] = ()
     curve_limit: int | None = None
+    #: Override of where a template-based model takes its templates (e.g. the random-placement control).
+    template_source: str | None = None
 
 
 def card_metric_keys(dataset: str, k: int) -> tuple[str, str]:
@@ -167,11 +169,13 @@ def run_csp_benchmark(settings: CspBenchmarkSettings, out: str | os.PathLike, da
     """Run (or resume) a CSP benchmark into ``out``; returns what ``metrics.json`` holds."""
     start = time.perf_counter()
     bench = load_benchmark_model(settings.model, settings.dataset, settings.protocol, "csp", data_dir)
-    if update_card and settings.sampler_steps is not None:
-        raise CrystalgenInputError("--update-card records the checkpoint's own sampler; drop --sampler-steps")
+    if update_card and (settings.sampler_steps is not None or settings.template_source is not None):
+        raise CrystalgenInputError("--update-card records the checkpoint's own sampler; drop --sampler-steps "
+                                   "and --template-source")
     if settings.sampler_steps is not None or settings.steps_curve:
         _require_sampler_steps(bench.model)  # refuse before any work, not after the main run
-        bench.options = SampleOptions(sampler_steps=settings.sampler_steps)
+    bench.options = SampleOptions(sampler_steps=settings.sampler_steps, template_source=settings.template_source)
+    bench.model.check_options(bench.options)
     run = RunDir(out, {**settings.__dict__, "steps_curve": list(settings.steps_curve),
                        "protocol": bench.protocol.name})
     test = load_split(settings.dataset, bench.protocol.test, data_dir)
@@ -217,7 +221,8 @@ STEPS_CURVE_DIR = "steps_curve"
 def _curve_point(settings: CspBenchmarkSettings, steps: int, out: Path, data_dir, workers) -> dict[str, Any]:
     """A k=1 sub-benchmark at ``steps`` sampler steps (itself resumable) and its headline figures."""
     sub = CspBenchmarkSettings(settings.model, settings.dataset, settings.protocol, settings.curve_limit, 1,
-                               settings.seed, settings.require_smact, sampler_steps=steps)
+                               settings.seed, settings.require_smact, sampler_steps=steps,
+                               template_source=settings.template_source)
     metrics = run_csp_benchmark(sub, out / STEPS_CURVE_DIR / f"steps-{steps}", data_dir, workers)
     predict_s = metrics["metadata"]["wall_s"].get("predict", float("nan"))
     return {"steps": steps, "n": metrics["n"], "match_rate": metrics["match_rate"], "rmse": metrics["rmse"],

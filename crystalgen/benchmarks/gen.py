@@ -34,7 +34,9 @@ from crystalgen.reports.document import Figure, Report, Section, Table, Text, MI
 from crystalgen.reports.published import SOURCE, published_gen
 
 SAMPLES_FILE, METRICS_FILE = "samples.csv", "metrics.json"
-SAMPLE_COLUMNS = ("sample_id", "formula", "num_atoms", "cif")
+SAMPLE_COLUMNS = ("sample_id", "formula", "num_atoms", "template_spacegroup", "cif")
+#: Where a template-based model's samples carry the space group they were built in.
+TEMPLATE_SPACEGROUP = "spacegroup.number"
 #: The benchmark's full sample count (docs/protocol.md); fewer is a "quick run" and says so.
 FULL_SAMPLE_COUNT = 10_000
 DEFAULT_SAMPLE_COUNT = 1_000
@@ -54,8 +56,9 @@ def generate(run: RunDir, bench: BenchmarkModel, n: int, seed: int) -> None:
     writer = run.csv_writer(SAMPLES_FILE, SAMPLE_COLUMNS)
 
     def rows_for(index: int, _target: Target, crystals: list[Crystal]) -> list[dict[str, Any]]:
-        return [{"sample_id": f"s{index:06d}", "formula": c.formula, "num_atoms": c.num_atoms, "cif": c.to_cif()}
-                for c in crystals[:1]]
+        return [{"sample_id": f"s{index:06d}", "formula": c.formula, "num_atoms": c.num_atoms,
+                 "template_spacegroup": int(c.properties[TEMPLATE_SPACEGROUP]) if TEMPLATE_SPACEGROUP in c.properties
+                 else "", "cif": c.to_cif()} for c in crystals[:1]]
 
     sample_resumably(bench.model, [Target()] * n, 1, seed, writer, rows_for, "sampling", bench.options)
 
@@ -64,8 +67,32 @@ def read_samples(path: os.PathLike) -> tuple[list[Crystal], int]:
     """Parsed samples, and how many rows could not be parsed (they stay out of every metric)."""
     rows = read_csv_rows(path)
     parsed = parse_cifs([r["cif"] for r in rows], label="parsing samples") if rows else []
-    crystals = [Crystal(*p, id=r["sample_id"]) for r, p in zip(rows, parsed) if not isinstance(p, str)]
+    crystals = [Crystal(*p, id=r["sample_id"], properties=_template_group(r)) for r, p in zip(rows, parsed)
+                if not isinstance(p, str)]
     return crystals, len(rows) - len(crystals)
+
+
+def _template_group(row: dict[str, str]) -> dict[str, float]:
+    value = (row.get("template_spacegroup") or "").strip()
+    return {TEMPLATE_SPACEGROUP: float(value)} if value.isdigit() else {}
+
+
+def symmetry_figures(samples: list[Crystal], train: list[Crystal]) -> tuple[dict[str, Any] | None, list[Figure]]:
+    """Space-group compliance of the samples that name their template's group (``None`` when none
+    do), and the space-group distribution of the samples against the training set (spglib, symprec 0.1)."""
+    from crystalgen.metrics.symmetry import spacegroup_compliance
+    from crystalgen.representations.cell import space_group_number
+
+    templated = [c for c in samples if TEMPLATE_SPACEGROUP in c.properties]
+    if not templated:
+        return None, []
+    compliance = spacegroup_compliance(templated, [int(c.properties[TEMPLATE_SPACEGROUP]) for c in templated])
+    found = [space_group_number(c) for c in samples]
+    reference = [int(c.properties.get(TEMPLATE_SPACEGROUP) or space_group_number(c)) for c in train]
+    figure = Figure("spacegroups", figures.compare_histogram(reference, found, "space group number", "training set",
+                                                             "samples", discrete=True),
+                    "Space groups (spglib, symprec 0.1) of the samples against the training set.")
+    return compliance.to_dict(), [figure]
 
 
 def surrogate_property(dataset: str) -> tuple[PropertyFn | None, str]:
@@ -108,6 +135,7 @@ def run_gen_benchmark(settings: GenBenchmarkSettings, out: str | os.PathLike, da
     with run.timed("metrics"):
         property_fn, property_note = surrogate_property(settings.dataset)
         result = evaluate_generation(samples, data.test, data.train, settings.dataset, property_fn, workers=workers)
+        compliance, symmetry = symmetry_figures(samples, data.train)
     metrics = {
         "task": "gen",
         "dataset": settings.dataset,
@@ -116,10 +144,12 @@ def run_gen_benchmark(settings: GenBenchmarkSettings, out: str | os.PathLike, da
         "n_unparsable": unparsable,
         "quick_run": settings.n < FULL_SAMPLE_COUNT,
         **result.to_dict(),
+        **({"spacegroup_compliance": compliance} if compliance else {}),
     }
     metrics["metadata"] = run_metadata(run, bench, {"settings": {"n": settings.n, "seed": settings.seed}})
     with run.timed("report"):
-        write_report(build_gen_report(bench, settings, metrics, result, samples, data.test, property_note), run.path)
+        write_report(build_gen_report(bench, settings, metrics, result, samples, data.test, property_note, symmetry),
+                     run.path)
     metrics["metadata"]["wall_s"] = dict(run.wall_s)
     atomic_write_text(run.path / METRICS_FILE, json.dumps(metrics, indent=2))
     if update_card:
@@ -137,6 +167,10 @@ def _update_card(bench: BenchmarkModel, settings: GenBenchmarkSettings, metrics:
     values = {f"{settings.dataset}_gen_{name}": None if metrics.get(name) is None else round(metrics[name], 6)
               for name in CARD_METRICS}
     values[f"{settings.dataset}_gen_n"] = metrics["n_generated"]
+    compliance = metrics.get("spacegroup_compliance")
+    if compliance:
+        values[f"{settings.dataset}_gen_spacegroup_compliance"] = compliance["compliance"]
+        values[f"{settings.dataset}_gen_spacegroup_exact"] = compliance["exact_share"]
     meta = metrics["metadata"]
     body = "\n".join([
         "| " + " | ".join("d_E" if m == "d_prop" else m for m in CARD_METRICS) + " |",
@@ -146,7 +180,10 @@ def _update_card(bench: BenchmarkModel, settings: GenBenchmarkSettings, metrics:
         "",
         f"{metrics['n_generated']:,} samples (seed {settings.seed}"
         + (f"; a quick run, the benchmark uses {FULL_SAMPLE_COUNT:,}" if metrics["quick_run"] else "")
-        + f") against the {settings.dataset} test split; novelty against `{meta['protocol']}` training. Measured with "
+        + f") against the {settings.dataset} test split;"
+        + ("" if not compliance else f" space-group compliance {percent(compliance['compliance'])}% (exact "
+           f"{percent(compliance['exact_share'])}%, n={compliance['n']});")
+        + f" novelty against `{meta['protocol']}` training. Measured with "
         f"`crystalgen benchmark gen --model {settings.model} --dataset {settings.dataset} -n {settings.n} "
         f"--update-card` (crystalgen {meta['crystalgen_version']}, commit {meta['started_commit'][:12]}). "
         f"{run_provenance(meta)}",
@@ -156,7 +193,8 @@ def _update_card(bench: BenchmarkModel, settings: GenBenchmarkSettings, metrics:
 
 # ---------------------------------------------------------------------------------- report
 def build_gen_report(bench: BenchmarkModel, settings: GenBenchmarkSettings, metrics: dict, result: GenResult,
-                     samples: list[Crystal], test: list[Crystal], property_note: str = "") -> Report:
+                     samples: list[Crystal], test: list[Crystal], property_note: str = "",
+                     symmetry: list[Figure] = ()) -> Report:
     dataset = settings.dataset
     run_kind = ("the full benchmark" if not metrics["quick_run"]
                 else f"a quick run; the benchmark uses {FULL_SAMPLE_COUNT:,}")
@@ -184,6 +222,13 @@ def build_gen_report(bench: BenchmarkModel, settings: GenBenchmarkSettings, metr
     table = Table(["model", "struct. valid %", "comp. valid %", "COV-R %", "COV-P %", "d_rho", "d_E", "d_elem",
                    "unique %", "novel %"], rows, caption=f"Generation on {dataset}. Published rows: {SOURCE}.")
     timings = Table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in result.timings.items()])
+    compliance = metrics.get("spacegroup_compliance")
+    symmetry_section = [] if not compliance else [Section("Space groups", [
+        Text(f"{compliance['n']} samples name the space group of their template. spglib (symprec 0.1) finds "
+             f"exactly that group for {compliance['exact']} ({percent(compliance['exact_share'])}%), a supergroup "
+             f"(the sample is invariant under every operation of the template's group) for "
+             f"{compliance['supergroup']}, and neither for {compliance['violated']}: compliance "
+             f"{percent(compliance['compliance'])}%."), *symmetry])]
     sections = [
         Section("Summary", [Text("\n".join(notes)), table]),
         Section("Distributions against the test set", [
@@ -196,6 +241,7 @@ def build_gen_report(bench: BenchmarkModel, settings: GenBenchmarkSettings, metr
                                                           "atoms per cell", "test", "samples", discrete=True),
                    "Atoms per cell."),
         ]),
+        *symmetry_section,
         Section("Metric wall times", [timings]),
         metadata_section(metrics["metadata"], bench.card),
     ]

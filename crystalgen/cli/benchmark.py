@@ -48,12 +48,14 @@ def benchmark() -> None:
               help="Also measure k=1 match rate at these sampler steps, e.g. 50,100,200,1000 (on --curve-limit structures).")
 @click.option("--curve-limit", type=click.IntRange(min=1), default=500, show_default=True,
               help="Test structures per point of --steps-curve.")
+@click.option("--template-source", default=None,
+              help="Where a template-based model (wyckoff) takes its templates, e.g. the random-placement control.")
 @_out
 @_workers
 @data_dir_option
 def csp(model_name: str, dataset: str, protocol: str | None, k: int, limit: int | None, seed: int,
         require_smact: bool, update_card: bool, sampler_steps: int | None, steps_curve: str, curve_limit: int,
-        out: Path, workers: int | None, data_dir: str | None) -> None:
+        template_source: str | None, out: Path, workers: int | None, data_dir: str | None) -> None:
     """Crystal structure prediction: k proposals per test composition, scored by StructureMatcher.
 
     Writes OUT/predictions.csv (material_id, rank, cif), OUT/metrics.json (match_rate, rmse, n,
@@ -67,7 +69,7 @@ def csp(model_name: str, dataset: str, protocol: str | None, k: int, limit: int 
 
     curve = _int_list(steps_curve, "--steps-curve")
     settings = CspBenchmarkSettings(model_name, dataset, protocol, limit, k, seed, require_smact, sampler_steps,
-                                    curve, curve_limit if curve else None)
+                                    curve, curve_limit if curve else None, template_source)
     metrics = run_csp_benchmark(settings, out, data_dir, workers, update_card)
     lines = [f"k={kk}: match rate {_pct(e['match_rate'])}, RMSE {_fmt(e['rmse'])}, n={e['n']}"
              for kk, e in metrics["by_k"].items()]

@@ -21,7 +21,8 @@ SAMPLES_FILE = "samples.csv"
 FILTER_DIR = "filter"
 #: Console width for ``models`` output that goes to a pipe or file.
 PIPED_WIDTH = 200
-SAMPLE_COLUMNS = ("sample_id", "target", "formula", "spacegroup", "num_atoms", "cif")
+SAMPLE_COLUMNS = ("sample_id", "target", "formula", "spacegroup", "num_atoms", "template", "template_spacegroup", "cif",
+                  "cif_symmetric")
 
 
 @click.command()
@@ -48,6 +49,9 @@ SAMPLE_COLUMNS = ("sample_id", "target", "formula", "spacegroup", "num_atoms", "
               help="Targets per model call, also how often rows are written (default 64; changes the draws).")
 @click.option("--device", type=click.Choice(DEVICES), default=None,
               help="Where to sample (models that can use a GPU; default cpu).")
+@click.option("--template-source", default=None,
+              help="Where a template-based model takes its templates (wyckoff: retrieval, spacegroup, scratch, "
+                   "random-placement; default: retrieval for CSP, scratch for generation).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
 @click.option("--filter", "apply_filter", is_flag=True,
               help="Run the filter stage on the samples into OUT/filter/ (see `crystalgen filter`).")
@@ -56,7 +60,7 @@ SAMPLE_COLUMNS = ("sample_id", "target", "formula", "spacegroup", "num_atoms", "
 def sample(model_name: str, compositions: tuple[str, ...], compositions_file: Path | None, spacegroup: str | None,
            elements: str | None, num_atoms: int | None, properties: tuple[str, ...], num_samples: int, seed: int,
            sampler_steps: int | None, temperature: float | None, top_k: int | None, batch_size: int | None,
-           device: str | None, out: Path, apply_filter: bool, filter_config: Path | None, surrogate: str | None,
+           device: str | None, template_source: str | None, out: Path, apply_filter: bool, filter_config: Path | None, surrogate: str | None,
            max_e_above_hull: float | None, skip: tuple[str, ...], relax: bool | None, data_dir: str | None) -> None:
     """Sample crystals for target compositions and/or a space group, or from scratch.
 
@@ -66,7 +70,10 @@ def sample(model_name: str, compositions: tuple[str, ...], compositions_file: Pa
     same crystals as `crystalgen benchmark gen` with the same -n and seed. `crystalgen models`
     lists what each model conditions on; a condition it cannot serve is refused before any work.
 
-    Writes OUT/samples.csv (sample_id, target, formula, spacegroup, num_atoms, cif) and one CIF per
+    Writes OUT/samples.csv (sample_id, target, formula, spacegroup found by spglib at symprec 0.1,
+    num_atoms, template: where a template-based model's sample came from, and
+    template_spacegroup: the group it was built in, the P1 cif, and
+    cif_symmetric: the symmetrised CIF with its space group and asymmetric unit) and one CIF per
     structure in OUT/cifs/; with --filter, also OUT/filter/filtered.csv and its summary. Targets are sampled in batches (one model call each, which is what
     keeps learned models fast) and rows are appended as each batch finishes; re-running the same
     command resumes after the last finished batch, and a different command into the same OUT is
@@ -84,6 +91,7 @@ def sample(model_name: str, compositions: tuple[str, ...], compositions_file: Pa
     from crystalgen.generators import SampleOptions, Target, load_model
     from crystalgen.generators.sampling import sample_resumably
     from crystalgen.representations.cell import space_group_number
+    from crystalgen.representations.cif import to_symmetric_cif
     from crystalgen.runs import RunDir
 
     constraints = {"spacegroup": spacegroup, "elements": elements, "num_atoms": num_atoms, "properties": properties}
@@ -99,14 +107,14 @@ def sample(model_name: str, compositions: tuple[str, ...], compositions_file: Pa
 
         device = resolve_device(device).type
     options = SampleOptions(sampler_steps=sampler_steps, temperature=temperature, top_k=top_k, batch_size=batch_size,
-                            device=device)
+                            device=device, template_source=template_source)
     filter_settings = (filter_config, surrogate, max_e_above_hull, skip, relax)
     if not apply_filter and any(s not in (None, (), False) for s in filter_settings):
         raise CrystalgenInputError("filter options (--filter-config, --surrogate, --max-e-hull, --skip, --relax) need --filter")
     model = load_model(model_name, data_dir)
     if not model.is_fitted:
         raise CrystalgenInputError(f"model {model_name!r} is an unfitted family; use a checkpoint (see `crystalgen models`)")
-    model.capabilities.check_options(options, model.name)  # reject bad targets and options before any work
+    model.check_options(options)  # reject bad targets and options before any work
     for target in dict.fromkeys(targets):
         model.check_target(target)
     if apply_filter:  # build the stages (surrogate, data, CHGNet) first: a problem there must not wait for sampling
@@ -130,7 +138,10 @@ def sample(model_name: str, compositions: tuple[str, ...], compositions_file: Pa
             cif = crystal.to_cif()
             (out / "cifs" / f"{sample_id}.cif").write_text(cif)
             rows.append({"sample_id": sample_id, "target": target.label, "formula": crystal.formula,
-                         "spacegroup": space_group_number(crystal), "num_atoms": crystal.num_atoms, "cif": cif})
+                         "spacegroup": space_group_number(crystal), "num_atoms": crystal.num_atoms,
+                         "template": crystal.id or "",
+                         "template_spacegroup": int(crystal.properties["spacegroup.number"])
+                         if "spacegroup.number" in crystal.properties else "", "cif": cif, "cif_symmetric": to_symmetric_cif(crystal)})
         return rows
 
     with run.timed("sample"):

@@ -81,9 +81,14 @@ class TorusVE:
         """``(x_t, target score, loss weight)`` for per-row times ``t``; the weight normalises by E[score^2]."""
         sigma = _per_row(self.sigma(t), x0)
         xt = sample_wrapped_normal(x0, sigma, generator)
-        target = wrapped_normal_score(minimum_image(xt - x0), sigma.expand_as(x0))
         weight = 1.0 / self.score_norm(t).to(x0.dtype)
-        return xt, target, _per_row(weight, x0)
+        return xt, self.target_score(x0, xt, t), _per_row(weight, x0)
+
+    def target_score(self, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The wrapped-normal score of ``x_t`` given ``x0`` (what :meth:`corrupt` returns, for an
+        ``x_t`` that was moved afterwards, e.g. projected onto a constraint)."""
+        sigma = _per_row(self.sigma(t), x0)
+        return wrapped_normal_score(minimum_image(xt - x0), sigma.expand_as(x0))
 
     def score_norm(self, t: torch.Tensor) -> torch.Tensor:
         """E[score^2] at sigma(t), interpolated from a table built once (the quadrature is costly per batch)."""
@@ -160,6 +165,11 @@ class EuclideanVP:
     def predict_x0(self, xt: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         ab = _per_row(self.alpha_bar(t), xt)
         return (xt - (1 - ab).sqrt() * eps) / ab.sqrt()
+
+    def noise_of(self, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The noise that takes ``x0`` to ``x_t`` at time t (the inverse of :meth:`predict_x0`)."""
+        ab = _per_row(self.alpha_bar(t), xt)
+        return (xt - ab.sqrt() * x0) / (1 - ab).sqrt()
 
     def step_noise(self, xt: torch.Tensor, generator: torch.Generator | None = None,
                    stochastic: bool = True) -> torch.Tensor | None:

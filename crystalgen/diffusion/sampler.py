@@ -102,14 +102,27 @@ class ReverseSampler:
         self.guidance = guidance
 
     @torch.no_grad()
-    def run(self, batch_size: int, generator: torch.Generator | None = None,
-            device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-        """Draw every variable from its prior and walk the time grid down to 0; the final state."""
+    def run(self, batch_size: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+            start: dict[str, torch.Tensor] | None = None, start_time: float = 1.0) -> dict[str, torch.Tensor]:
+        """Walk the time grid from ``start_time`` down to 0; the final state.
+
+        By default every variable starts from its prior at t=1. With ``start`` (clean values of
+        some variables) and ``start_time`` < 1, those variables are first noised to ``start_time``
+        by their process, which refines a given structure instead of generating one (SDEdit-style);
+        the others still start from their priors.
+        """
+        if not 0.0 < start_time <= 1.0:
+            raise ValueError(f"start_time must be in (0, 1], got {start_time}")
+        start = start or {}
         state = {}
         for variable in self.variables:
-            prior = variable.process.prior(variable.shape, generator, dtype=variable.dtype, device=device)
-            state[variable.name] = self.projection.state(variable.name, prior)
-        grid = torch.linspace(1.0, 0.0, self.config.steps + 1, device=device)
+            if variable.name in start and start_time < 1.0:
+                times = variable.times(torch.full((batch_size,), start_time, device=device))
+                x = variable.process.corrupt(start[variable.name].to(device, variable.dtype), times, generator)[0]
+            else:
+                x = variable.process.prior(variable.shape, generator, dtype=variable.dtype, device=device)
+            state[variable.name] = self.projection.state(variable.name, x)
+        grid = torch.linspace(start_time, 0.0, self.config.steps + 1, device=device)
         for i in range(self.config.steps):
             t, s = grid[i].expand(batch_size), grid[i + 1].expand(batch_size)
             predictions = self.predict(state, t)

@@ -42,13 +42,17 @@ class Generator(Model):
                 f"{target.num_atoms} atoms per cell is"
             raise CrystalgenInputError(f"{what} beyond model {self.name!r}'s limit of {limit}")
 
+    def check_options(self, options: SampleOptions) -> None:
+        """Reject sample options this model would ignore, or values it cannot use, with a one-line reason."""
+        self.capabilities.check_options(options, self.name)
+
     def sample(self, targets: Sequence[Target], n: int = 1, seed: int = 0,
                options: SampleOptions | None = None) -> list[list[Crystal]]:
         """``n`` crystals for each target (fewer if the generator cannot make that many)."""
         options = options or SampleOptions()
         if not self.is_fitted:
             raise CrystalgenInputError(f"model {self.name!r} is not fitted; use a checkpoint (see `crystalgen models`)")
-        self.capabilities.check_options(options, self.name)
+        self.check_options(options)
         for target in dict.fromkeys(targets):
             self.check_target(target)
         return self._sample(list(targets), n, seed, options)

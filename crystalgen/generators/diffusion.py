@@ -37,7 +37,7 @@ from crystalgen.devices import resolve_device
 from crystalgen.diffusion.sampler import SamplerConfig
 from crystalgen.errors import CrystalgenInputError, first_line
 from crystalgen.generators.base import Generator, SampleOptions, Target
-from crystalgen.generators.diffusion_model import CrystalDiffusion, DiffusionConfig
+from crystalgen.generators.diffusion_model import CrystalDiffusion, DiffusionConfig, SampledCells
 from crystalgen.models.base import TrainingRun
 from crystalgen.models.capabilities import CSP, GEN, Capabilities
 from crystalgen.nn.denoiser import DenoiserConfig
@@ -62,6 +62,8 @@ def _build_config(task: str, settings: Any) -> DiffusionConfig:
 
 class DiffusionGenerator(TrainsOnProtocol, Generator):
     family = "diffusion"
+    #: The network and its losses; a constrained family substitutes a subclass.
+    model_class: type[CrystalDiffusion] = CrystalDiffusion
 
     @classmethod
     def capabilities_for(cls, config: dict) -> Capabilities:
@@ -78,7 +80,7 @@ class DiffusionGenerator(TrainsOnProtocol, Generator):
         self.task = self.config.setdefault("task", CSP)
         if self.task not in (CSP, GEN):
             raise CrystalgenInputError(f"diffusion task must be 'csp' or 'gen', got {self.task!r}")
-        self.model = CrystalDiffusion(_build_config(self.task, self.config.get("model")))
+        self.model = self.model_class(_build_config(self.task, self.config.get("model")))
         self.train_config: TrainConfig = section_dataclass(self.config, "training", TrainConfig)
         self.sampler: SamplerConfig = section_dataclass(self.config, "sampling", SamplerConfig)
         self._fitted = False
@@ -170,20 +172,12 @@ class DiffusionGenerator(TrainsOnProtocol, Generator):
     def _sample_cells(self, num_atoms: torch.Tensor, types: torch.Tensor | None, generator: torch.Generator,
                       sampler: SamplerConfig, options: SampleOptions, type_mask: torch.Tensor | None) -> list[Crystal]:
         """Sample crystals of the given sizes (and types), in chunks of about SAMPLE_BATCH_ATOMS atoms."""
-        ends = np.cumsum(num_atoms.numpy())
         crystals: list[Crystal] = []
-        start = 0
-        while start < len(num_atoms):
-            offset = ends[start - 1] if start else 0
-            stop = max(start + 1, int(np.searchsorted(ends, offset + SAMPLE_BATCH_ATOMS, side="right")))
-            atoms = slice(offset, ends[stop - 1])
-            cells = self.model.sample(num_atoms[start:stop], None if types is None else types[atoms], sampler,
-                                      generator, guidance=options.guidance,
-                                      type_mask=None if type_mask is None else type_mask[atoms])
-            crystals.extend(crystals_from_arrays(
-                cells.lattices.detach().cpu().double().numpy(), cells.frac_coords.detach().cpu().double().numpy(),
-                cells.atom_types.cpu().numpy(), cells.num_atoms.cpu().numpy()))
-            start = stop
+        for cells, atoms in atom_chunks(num_atoms.numpy()):
+            sampled = self.model.sample(num_atoms[cells], None if types is None else types[atoms], sampler,
+                                        generator, guidance=options.guidance,
+                                        type_mask=None if type_mask is None else type_mask[atoms])
+            crystals.extend(sampled_crystals(sampled))
         return crystals
 
     def describe_sampling(self, options: SampleOptions | None = None) -> str:
@@ -211,6 +205,32 @@ class DiffusionGenerator(TrainsOnProtocol, Generator):
         other.sampler = SamplerConfig(**{**asdict(self.sampler), **settings})
         other.config = {**self.config, "sampling": asdict(other.sampler)}
         return other
+
+
+def atom_chunks(num_atoms: np.ndarray, max_atoms: int | None = None) -> list[tuple[slice, slice]]:
+    """Consecutive (crystals, their atoms) slices of about ``max_atoms`` (default SAMPLE_BATCH_ATOMS)
+    atoms each, and at least one crystal each."""
+    max_atoms = max_atoms or SAMPLE_BATCH_ATOMS
+    ends = np.cumsum(num_atoms)
+    chunks, start = [], 0
+    while start < len(num_atoms):
+        offset = int(ends[start - 1]) if start else 0
+        stop = max(start + 1, int(np.searchsorted(ends, offset + max_atoms, side="right")))
+        chunks.append((slice(start, stop), slice(offset, int(ends[stop - 1]))))
+        start = stop
+    return chunks
+
+
+def sampled_crystals(cells: SampledCells, ids: Sequence[str | None] | None = None,
+                     properties: Sequence[dict] | None = None) -> list[Crystal]:
+    """The sampled cells as crystals (on the CPU, float64)."""
+    crystals = crystals_from_arrays(
+        cells.lattices.detach().cpu().double().numpy(), cells.frac_coords.detach().cpu().double().numpy(),
+        cells.atom_types.cpu().numpy(), cells.num_atoms.cpu().numpy())
+    for i, crystal in enumerate(crystals):
+        crystal.id = None if ids is None else ids[i]
+        crystal.properties = {} if properties is None else dict(properties[i])
+    return crystals
 
 
 def _atomic_number(symbol: str) -> int:

@@ -105,20 +105,37 @@ class CrystalDiffusion(nn.Module):
         """The training losses (what :class:`~crystalgen.training.trainer.Trainer` calls)."""
         return self.loss(batch, generator)
 
-    def loss(self, batch: CrystalBatch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Denoising losses at random times; ``"loss"`` is their weighted sum."""
+    def loss(self, batch: CrystalBatch, generator: torch.Generator | None = None,
+             projection: Projection | None = None) -> dict[str, torch.Tensor]:
+        """Denoising losses at random times; ``"loss"`` is their weighted sum.
+
+        With a ``projection`` (a symmetry-constrained model), each noisy state is projected onto the
+        constraint set as the sampler does, the targets are recomputed from the projected state,
+        and targets and predictions are compared in the constraint's tangent space.
+        """
         num_atoms = batch.num_atoms
         crystal_index = batch.crystal_index
         t = MIN_TIME + (1 - MIN_TIME) * torch.rand(len(num_atoms), generator=generator, device=num_atoms.device)
         t_atoms = t[crystal_index]
         frac_t, score, _ = self.torus.corrupt(batch.frac_coords, t_atoms, generator)
         score_scale = self.torus.score_norm(t_atoms).sqrt().unsqueeze(1).to(score.dtype)
-        lattice_t, lattice_eps = self.lattice_process.corrupt(self.encode_lattice(batch.lattices), t, generator)
+        lattice_0 = self.encode_lattice(batch.lattices)
+        lattice_t, lattice_eps = self.lattice_process.corrupt(lattice_0, t, generator)
         types = batch.atomic_numbers
         masked = None
         if self.config.task == "gen":
             types, masked = self.types.corrupt(types, t_atoms, generator)
+        if projection is not None:
+            frac_t = projection.state("frac", frac_t)
+            score = projection.vector("frac", self.torus.target_score(batch.frac_coords, frac_t, t_atoms))
+            lattice_t = projection.state("lattice", lattice_t)
+            lattice_eps = self.lattice_process.noise_of(lattice_0, lattice_t, t)
+            if masked is not None:
+                types = projection.state("types", types)
+                masked = types == MASK_TYPE
         pred_frac, pred_eps, logits = self._predict(types, frac_t, lattice_t, num_atoms, t)
+        if projection is not None:
+            pred_frac, pred_eps = projection.vector("frac", pred_frac), projection.vector("lattice", pred_eps)
         losses = {
             "frac": (pred_frac - score / score_scale).square().mean(),
             "lattice": (pred_eps - lattice_eps).square().mean(),
@@ -142,7 +159,8 @@ class CrystalDiffusion(nn.Module):
     def sample(self, num_atoms: torch.Tensor, atom_types: torch.Tensor | None = None,
                sampler: SamplerConfig = SamplerConfig(), generator: torch.Generator | None = None,
                guidance: "CrystalGuidance | None" = None, projection: Projection | None = None,
-               type_mask: torch.Tensor | None = None) -> SampledCells:
+               type_mask: torch.Tensor | None = None, start: dict[str, torch.Tensor] | None = None,
+               start_time: float = 1.0) -> SampledCells:
         """Reverse diffusion from t=1 to 0 with the shared :class:`ReverseSampler`.
 
         Args:
@@ -154,6 +172,9 @@ class CrystalDiffusion(nn.Module):
             guidance: an objective on the denoised crystal and its strength.
             projection: constrains states and updates of the variables ``frac``, ``lattice`` and ``types``.
             type_mask: (N, types) the types each atom may take (generation within an element set).
+            start, start_time: refine given crystals instead of generating from the prior:
+                ``start["frac"]`` (N, 3) and ``start["lattice"]`` (B, 3, 3) are noised to
+                ``start_time`` and denoised from there (``sampler.steps`` steps over [start_time, 0]).
         """
         device = self.lattice_mean.device
         num_atoms = num_atoms.to(device).long()
@@ -178,7 +199,11 @@ class CrystalDiffusion(nn.Module):
             return {"frac": score, "lattice": pred_eps, "types": logits}
 
         hook = None if guidance is None else guidance.on_variables(self.decode_lattice, given_types, num_atoms, crystal_index)
-        state = ReverseSampler(variables, predict, sampler, projection, hook).run(len(num_atoms), generator, device)
+        initial = {}
+        if start is not None:
+            initial = {"frac": start["frac"].to(device), "lattice": self.encode_lattice(start["lattice"].to(device))}
+        state = ReverseSampler(variables, predict, sampler, projection, hook).run(len(num_atoms), generator, device,
+                                                                                  initial, start_time)
         frac, lattice = state["frac"], state["lattice"]
         types = given_types
         if types is None:  # any token still masked takes its most likely type
@@ -187,6 +212,8 @@ class CrystalDiffusion(nn.Module):
                                    torch.zeros(len(num_atoms), device=device)).values()
             logits[:, MASK_TYPE] = -torch.inf
             types = torch.where(types == MASK_TYPE, logits.argmax(1), types)
+            if projection is not None:
+                types = projection.state("types", types)
         return SampledCells(types, minimum_image(frac) % 1.0, self.decode_lattice(lattice), num_atoms)
 
 

@@ -22,7 +22,9 @@ class SampleOptions:
       denoised crystal and a strength), applied by the diffusion sampler's guidance hook;
     * ``temperature`` and ``top_k``: autoregressive decoding;
     * ``batch_size``: targets per model call (also how often output is written);
-    * ``device``: ``auto``, ``cpu`` or ``cuda``.
+    * ``device``: ``auto``, ``cpu`` or ``cuda``;
+    * ``template_source``: where a template-based family takes its templates (the Wyckoff family:
+      ``retrieval``, ``spacegroup``, ``scratch``, or the ``random-placement`` control).
     """
 
     sampler_steps: int | None = None
@@ -31,6 +33,7 @@ class SampleOptions:
     top_k: int | None = None
     batch_size: int | None = None
     device: str | None = None
+    template_source: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("sampler_steps", "top_k", "batch_size"):

@@ -94,7 +94,7 @@ class TemplateGenerator(Generator):
         data = spec.load(data_dir, include_test=False)
         self.config.update({"protocol": spec.name, "dataset": spec.dataset})
         self.config.setdefault("max_atoms", max(c.num_atoms for c in data.train))
-        self._build(data.train, fit_volumes=True)
+        self.build_index(data.train, fit_volumes=True)
 
     def state(self) -> dict[str, Any]:
         return {"element_volumes": self.element_volumes}
@@ -106,9 +106,10 @@ class TemplateGenerator(Generator):
             raise CrystalgenInputError(f"template checkpoint {self.name!r} names no protocol")
         data = load_protocol(self.protocol).load(data_dir, include_test=False)
         self.element_volumes = np.asarray(tensors["element_volumes"], dtype=np.float64)
-        self._build(data.train, fit_volumes=False)
+        self.build_index(data.train, fit_volumes=False)
 
-    def _build(self, train: list[Crystal], fit_volumes: bool) -> None:
+    def build_index(self, train: list[Crystal], fit_volumes: bool) -> None:
+        """Index ``train`` by stoichiometry pattern (and fit the per-element volumes, or keep the loaded ones)."""
         self.train = train
         if fit_volumes:
             self.element_volumes = self._fit_volumes(train)
@@ -133,7 +134,7 @@ class TemplateGenerator(Generator):
             for pattern, rows in groups.items()
         }
 
-    def _spacegroups_of(self, rows: np.ndarray) -> np.ndarray:
+    def spacegroups_of(self, rows: np.ndarray) -> np.ndarray:
         from crystalgen.representations.cell import space_group_number
 
         for row in rows[self._spacegroups[rows] == UNKNOWN_SPACEGROUP]:
@@ -173,7 +174,7 @@ class TemplateGenerator(Generator):
             return np.zeros(0, dtype=int), []
         keep = np.ones(len(entry["rows"]), dtype=bool)
         if target.spacegroup is not None:
-            keep = self._spacegroups_of(entry["rows"]) == target.spacegroup
+            keep = self.spacegroups_of(entry["rows"]) == target.spacegroup
         elements = entry["elements"][keep]
         rows = entry["rows"][keep]
         # Only elements with equal counts may swap: try every permutation within each count group.
@@ -203,7 +204,7 @@ class TemplateGenerator(Generator):
         if target.composition is None:
             pool = np.arange(len(self.train))
             if target.spacegroup is not None:
-                pool = pool[self._spacegroups_of(pool) == target.spacegroup]
+                pool = pool[self.spacegroups_of(pool) == target.spacegroup]
             picks = rng.choice(pool, size=min(n, len(pool)), replace=False) if len(pool) else []
             return [self.train[i].copy() for i in picks]
         rows, mappings = self.rank_templates(target)

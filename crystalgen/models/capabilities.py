@@ -23,7 +23,7 @@ TASKS = (CSP, GEN)
 #: Everything a target can condition on (see :meth:`Target.conditions`).
 CONDITIONS = ("composition", "spacegroup", "elements", "num_atoms", "properties")
 #: Everything a :class:`~crystalgen.generators.options.SampleOptions` can set (its fields).
-OPTIONS = ("sampler_steps", "guidance", "temperature", "top_k", "batch_size", "device")
+OPTIONS = ("sampler_steps", "guidance", "temperature", "top_k", "batch_size", "device", "template_source")
 #: Options the shared sampling loop applies, around any model: no family needs to declare them.
 LOOP_OPTIONS = frozenset({"batch_size"})
 _CONDITION_WORDS = {"composition": "a composition", "spacegroup": "a space group", "elements": "an element set",

@@ -43,6 +43,7 @@ class FamilyEntry:
 FAMILIES: dict[str, FamilyEntry] = {entry.name: entry for entry in (
     FamilyEntry("template", GENERATOR, "crystalgen.generators.template:TemplateGenerator"),
     FamilyEntry("diffusion", GENERATOR, "crystalgen.generators.diffusion:DiffusionGenerator"),
+    FamilyEntry("wyckoff", GENERATOR, "crystalgen.generators.wyckoff:WyckoffGenerator"),
     FamilyEntry("surrogate", PROPERTY, "crystalgen.surrogate.predictor:Surrogate"),
 )}
 

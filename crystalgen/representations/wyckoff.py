@@ -130,6 +130,12 @@ def encode_wyckoff(crystal: Crystal, symprec: float = SYMPREC) -> WyckoffCrystal
     except Exception as exc:
         message = first_line(exc)
         raise WyckoffError(f"symmetry analysis failed: {message}") from None
+    return wyckoff_from_pyxtal(xtal, crystal.id, crystal.properties)
+
+
+def wyckoff_from_pyxtal(xtal, id: str | None = None, properties: dict | None = None) -> WyckoffCrystal:
+    """The Wyckoff description of a pyxtal crystal as it stands (no new symmetry search, so a
+    randomly placed crystal keeps the group it was built in even where it happens to have more)."""
     sites = [
         WyckoffSite(
             element=str(site.specie),
@@ -143,8 +149,8 @@ def encode_wyckoff(crystal: Crystal, symprec: float = SYMPREC) -> WyckoffCrystal
         lattice_params=[float(x) for x in xtal.lattice.get_para(degree=True)],
         sites=sites,
         hall_number=int(xtal.group.hall_number),
-        id=crystal.id,
-        properties=dict(crystal.properties),
+        id=id,
+        properties=dict(properties or {}),
     )
 
 

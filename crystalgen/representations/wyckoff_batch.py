@@ -91,6 +91,11 @@ class WyckoffBatch:
     def crystal_index(self) -> torch.Tensor:
         return torch.repeat_interleave(torch.arange(len(self.num_atoms), device=self.num_atoms.device), self.num_atoms)
 
+    @property
+    def lattices(self) -> torch.Tensor:
+        """(B, 3, 3) conventional lattice matrices (rows a, b, c)."""
+        return log_polar_to_lattice(self.lattice_vector)
+
     def to(self, device: torch.device | str) -> "WyckoffBatch":
         return WyckoffBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
@@ -135,7 +140,7 @@ class WyckoffBatch:
 
 class WyckoffProjection(Projection):
     """The sampler hook for a Wyckoff model: ``frac`` stays on each orbit's Wyckoff manifold and
-    ``lattice`` in each family's subspace.
+    ``lattice`` in each family's subspace, and (generation) every orbit member takes its anchor's type.
 
     ``lattice_mean`` and ``lattice_std`` describe a model that diffuses the standardised log-polar
     vector ``(k - mean) / std``; the projection is done on ``k`` itself.
@@ -153,6 +158,8 @@ class WyckoffProjection(Projection):
         if name == "lattice":
             mean, std = self.mean.to(x), self.std.to(x)
             return (self.batch.project_lattice(x * std + mean) - mean) / std
+        if name == "types":  # one type per orbit: its anchor's
+            return x[self.batch.anchor]
         return x
 
     def vector(self, name: str, v: torch.Tensor) -> torch.Tensor:
