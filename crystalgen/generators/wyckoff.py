@@ -47,7 +47,7 @@ from crystalgen.representations.wyckoff_batch import WyckoffBatch, WyckoffProjec
 
 _TASK_CONDITIONS = {CSP: frozenset({"composition", "spacegroup"}), GEN: frozenset({"spacegroup", "elements"})}
 _TASK_SOURCES = {CSP: (RETRIEVAL, SPACEGROUP, RANDOM_PLACEMENT), GEN: (SCRATCH,)}
-RANKER_PREFIX, TYPE_COUNTS, TYPE_CODES = "ranker.", "template_log_type_counts", "template_type_codes"
+RANKER_PREFIX, TYPE_COUNTS = "ranker.", "template_log_type_counts"
 #: Training structures encoded per worker task (pyxtal's symmetry search is the slow part).
 ENCODE_CHUNK = 64
 
@@ -120,7 +120,7 @@ class WyckoffGenerator(DiffusionGenerator):
     def fit_crystals(self, train: Sequence[Crystal], run: TrainingRun) -> None:
         from crystalgen.training import train_model
 
-        from crystalgen.generators.template_ranker import structure_types, train_ranker, type_codes
+        from crystalgen.generators.template_ranker import structure_types, train_ranker
 
         encoded = encode_training_set(train)
         batches = [wyckoff_tensors(e) for e in encoded if e is not None]
@@ -129,10 +129,8 @@ class WyckoffGenerator(DiffusionGenerator):
         self.config.setdefault("max_atoms", max(c.num_atoms for c in train))
         self.retrieval.build_index(list(train), fit_volumes=True)
         if self.task == CSP:
-            types = structure_types(encoded)
-            ranker, counts, self.ranker_summary = train_ranker(self.retrieval, types)
+            ranker, counts, self.ranker_summary = train_ranker(self.retrieval, structure_types(encoded))
             self.sources.ranker, self.sources.log_type_counts = ranker, counts
-            self.sources.type_codes = type_codes(types, self.retrieval)
         if self.config.get("init_from"):
             self._initialise_from(str(self.config["init_from"]))
         joined = collate_wyckoff(batches)
@@ -158,7 +156,6 @@ class WyckoffGenerator(DiffusionGenerator):
         if self.sources.ranker is not None:
             state.update({f"{RANKER_PREFIX}{k}": v for k, v in self.sources.ranker.state_dict().items()})
             state[TYPE_COUNTS] = torch.as_tensor(self.sources.log_type_counts, dtype=torch.float32)
-            state[TYPE_CODES] = torch.as_tensor(self.sources.type_codes)
         return state
 
     def load_state(self, tensors: dict[str, Any], data_dir: str | os.PathLike | None = None) -> None:
@@ -171,7 +168,7 @@ class WyckoffGenerator(DiffusionGenerator):
         volumes = np.asarray(tensors.pop("element_volumes"), dtype=np.float64)
         ranker = {k[len(RANKER_PREFIX):]: torch.as_tensor(np.asarray(tensors.pop(k)))
                   for k in [k for k in tensors if k.startswith(RANKER_PREFIX)]}
-        counts, codes = tensors.pop(TYPE_COUNTS, None), tensors.pop(TYPE_CODES, None)
+        counts = tensors.pop(TYPE_COUNTS, None)
         super().load_state(tensors, data_dir)
         # templates are the training structures, read from the data directory as the template family does
         _, train = load_training_split(self.protocol, data_dir)
@@ -181,14 +178,13 @@ class WyckoffGenerator(DiffusionGenerator):
             from crystalgen.generators.template_ranker import TemplateRanker
 
             counts = np.asarray(counts, dtype=np.float64)
-            if len(counts) != len(train) or (codes is not None and len(codes) != len(train)):
+            if len(counts) != len(train):
                 raise CrystalgenInputError(f"checkpoint {self.name!r} ranks {len(counts)} templates, but its "
                                            f"protocol's training split has {len(train)} structures")
             self.sources.ranker = TemplateRanker()
             self.sources.ranker.load_state_dict(ranker)
             self.sources.ranker.eval()
             self.sources.log_type_counts = counts
-            self.sources.type_codes = None if codes is None else np.asarray(codes, dtype=np.int64)
 
     # ------------------------------------------------------------------ sampling
     def check_options(self, options: SampleOptions) -> None:

@@ -121,8 +121,6 @@ class TemplateSources:
         #: A learned ranker and its per-row structure-type counts; ``None``: the Mendeleev order.
         self.ranker: "TemplateRanker | None" = None
         self.log_type_counts: np.ndarray | None = None
-        #: Per training row, its structure-type code (:func:`~crystalgen.generators.template_ranker.type_codes`).
-        self.type_codes: np.ndarray | None = None
         self._encoded: dict[int, tuple[WyckoffBatch, list[tuple[int, str]]] | None] = {}
 
     def encoded(self, row: int) -> tuple[WyckoffBatch, list[tuple[int, str]]] | None:
@@ -165,7 +163,7 @@ class TemplateSources:
         from crystalgen.generators.template_ranker import rerank
 
         numbers = np.array([el.Z for el, amount in target.composition.items() for _ in range(int(round(amount)))])
-        return rerank(self.ranker, self.retrieval, numbers, rows, mappings, self.log_type_counts, self.type_codes)
+        return rerank(self.ranker, self.retrieval, numbers, rows, mappings, self.log_type_counts)
 
     def for_spacegroup(self, target: "Target", n: int, rng: np.random.Generator) -> list[TemplatePlan]:
         """Retrieved templates of the target's space group, topped up with pyxtal placements."""
