@@ -157,6 +157,14 @@ def test_the_ranker_reorders_only_the_candidates_it_scores(csp_model):
     assert summary["pairs"] > 0 and 0 <= summary["ranker_top1_type_accuracy"] <= 1
 
 
+def test_template_settings_are_validated():
+    from crystalgen.generators.wyckoff import TemplateSettings
+
+    for bad in ({"ranking": "alphabetical"}, {"refine_time": 0.0}, {"refine_steps": 0}):
+        with pytest.raises(CrystalgenInputError, match="templates"):
+            TemplateSettings(**bad)
+
+
 # ---------------------------------------------------------------------------------- generation
 def test_generation_draws_templates_and_one_type_per_orbit(gen_model):
     samples = gen_model.sample([Target()], n=6, seed=0)[0]

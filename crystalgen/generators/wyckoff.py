@@ -48,6 +48,7 @@ from crystalgen.representations.wyckoff_batch import WyckoffBatch, WyckoffProjec
 _TASK_CONDITIONS = {CSP: frozenset({"composition", "spacegroup"}), GEN: frozenset({"spacegroup", "elements"})}
 _TASK_SOURCES = {CSP: (RETRIEVAL, SPACEGROUP, RANDOM_PLACEMENT), GEN: (SCRATCH,)}
 RANKER_PREFIX, TYPE_COUNTS = "ranker.", "template_log_type_counts"
+RANKINGS = ("learned", "mendeleev")
 #: Training structures encoded per worker task (pyxtal's symmetry search is the slow part).
 ENCODE_CHUNK = 64
 
@@ -58,8 +59,13 @@ class TemplateSettings:
 
     refine_time: float = 0.3
     refine_steps: int = 30
+    #: Candidate order: "learned" (the template ranker, trained at fit time) or "mendeleev"
+    #: (the template family's order; chosen for mp_20, where the ranker lost on the hold-out).
+    ranking: str = "learned"
 
     def __post_init__(self) -> None:
+        if self.ranking not in RANKINGS:
+            raise CrystalgenInputError(f"templates.ranking must be one of {', '.join(RANKINGS)}, got {self.ranking!r}")
         if not 0.0 < self.refine_time <= 1.0:
             raise CrystalgenInputError(f"templates.refine_time must be in (0, 1], got {self.refine_time!r}")
         if self.refine_steps < 1:
@@ -128,7 +134,7 @@ class WyckoffGenerator(DiffusionGenerator):
             raise CrystalgenInputError("pyxtal could describe none of the training structures")
         self.config.setdefault("max_atoms", max(c.num_atoms for c in train))
         self.retrieval.build_index(list(train), fit_volumes=True)
-        if self.task == CSP:
+        if self.task == CSP and self.templates.ranking == "learned":
             ranker, counts, self.ranker_summary = train_ranker(self.retrieval, structure_types(encoded))
             self.sources.ranker, self.sources.log_type_counts = ranker, counts
         if self.config.get("init_from"):
@@ -174,7 +180,7 @@ class WyckoffGenerator(DiffusionGenerator):
         _, train = load_training_split(self.protocol, data_dir)
         self.retrieval.element_volumes = volumes
         self.retrieval.build_index(train, fit_volumes=False)
-        if ranker:
+        if ranker and self.templates.ranking == "learned":
             from crystalgen.generators.template_ranker import TemplateRanker
 
             counts = np.asarray(counts, dtype=np.float64)
@@ -274,7 +280,8 @@ class WyckoffGenerator(DiffusionGenerator):
         if source == RANDOM_PLACEMENT:
             return "control: pyxtal random placement in each retrieved template's space group and Wyckoff letters (no model)"
         if source == RETRIEVAL:
-            return (f"templates: {source}, refined from t={self.templates.refine_time:g} in "
+            return (f"templates: {source} ({self.templates.ranking} ranking), refined from "
+                    f"t={self.templates.refine_time:g} in "
                     f"{self._sampler_for(options, True).steps} steps; with a space group, templates of that group "
                     f"(topped up by pyxtal placements, generated in {self._sampler_for(options).steps} steps)")
         return f"templates: {source}, generated from the prior in {self._sampler_for(options).steps} steps"
@@ -282,8 +289,8 @@ class WyckoffGenerator(DiffusionGenerator):
     def card_notes(self, fit_wall_s: float) -> str:
         summary = getattr(self, "training_summary", {})
         lines = super().card_notes(fit_wall_s)
-        lines += (f"- **Templates:** retrieved ones refined from t={self.templates.refine_time:g} in "
-                  f"{self.templates.refine_steps} steps\n")
+        lines += (f"- **Templates:** retrieved ones ({self.templates.ranking} ranking) refined from "
+                  f"t={self.templates.refine_time:g} in {self.templates.refine_steps} steps\n")
         if self.config.get("init_from"):
             lines += f"- **Initialised from:** the network weights of `{self.config['init_from']}`\n"
         ranker = getattr(self, "ranker_summary", None)
