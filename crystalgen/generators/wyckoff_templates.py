@@ -167,7 +167,8 @@ class TemplateSources:
 
     def for_spacegroup(self, target: "Target", n: int, rng: np.random.Generator) -> list[TemplatePlan]:
         """Retrieved templates of the target's space group, topped up with pyxtal placements."""
-        plans = self.retrieve(target, n)
+        # the index knows spglib's group of each training cell; pyxtal's template must agree too
+        plans = [p for p in self.retrieve(target, n) if int(p.batch.spacegroup[0]) == target.spacegroup]
         species = [el.symbol for el in target.composition]
         counts = np.array([int(round(a)) for a in target.composition.values()])
         for _ in range(n - len(plans)):
