@@ -49,6 +49,8 @@ _TASK_CONDITIONS = {CSP: frozenset({"composition", "spacegroup"}), GEN: frozense
 _TASK_SOURCES = {CSP: (RETRIEVAL, SPACEGROUP, RANDOM_PLACEMENT), GEN: (SCRATCH,)}
 RANKER_PREFIX, TYPE_COUNTS = "ranker.", "template_log_type_counts"
 RANKINGS = ("learned", "mendeleev")
+#: Buffers set from the training data, never taken over from an ``init_from`` checkpoint.
+DATA_STATISTICS = frozenset({"lattice_mean", "lattice_std", "num_atoms_distribution"})
 #: Training structures encoded per worker task (pyxtal's symmetry search is the slow part).
 ENCODE_CHUNK = 64
 
@@ -150,11 +152,9 @@ class WyckoffGenerator(DiffusionGenerator):
         """Start from another checkpoint's network weights (its data statistics are not kept)."""
         from crystalgen.models.registry import load_model
 
-        source = load_model(name)
-        weights = {k: v for k, v in source.model.state_dict().items()
-                   if k not in ("lattice_mean", "lattice_std", "num_atoms_distribution")}
+        weights = {k: v for k, v in load_model(name).model.state_dict().items() if k not in DATA_STATISTICS}
         missing, unexpected = self.model.load_state_dict(weights, strict=False)
-        if unexpected or [k for k in missing if k not in ("lattice_mean", "lattice_std", "num_atoms_distribution")]:
+        if unexpected or set(missing) - DATA_STATISTICS:
             raise CrystalgenInputError(f"init_from {name!r}: its network does not match this config")
 
     def state(self) -> dict[str, Any]:

@@ -158,7 +158,7 @@ class TemplateSources:
     def ranked(self, target: "Target") -> tuple[np.ndarray, list[np.ndarray]]:
         """Candidate training rows (and element mappings), best first: the ranker's order where there is one."""
         rows, mappings = self.retrieval.rank_templates(target)
-        if self.ranker is None or len(rows) < 2:
+        if self.ranker is None:
             return rows, mappings
         from crystalgen.generators.template_ranker import rerank
 
