@@ -146,13 +146,15 @@ def test_the_ranker_reorders_only_the_candidates_it_scores(csp_model):
 
     sources = csp_model.sources
     target = Target.parse("SrTiO3")
-    rows, mappings = csp_model.retrieval.rank_templates(target)
+    rows, mappings = csp_model.retrieval.rank_templates(target, mappings_per_template=2)
     numbers = np.array([38, 22, 8, 8, 8])
-    reranked, remapped = rerank(sources.ranker, csp_model.retrieval, numbers, rows, mappings, sources.log_type_counts)
+    reranked, remapped = rerank(sources.ranker, csp_model.retrieval, sources.structure_types, numbers, rows, mappings,
+                                sources.log_type_counts)
     pool = min(len(rows), RERANK_POOL)
     assert sorted(reranked[:pool].tolist()) == sorted(rows[:pool].tolist())
-    for row, mapping in zip(reranked, remapped):  # each row keeps its own element mapping
-        assert np.array_equal(mapping, mappings[int(np.flatnonzero(rows == row)[0])])
+    # each candidate keeps its own element mapping
+    assert sorted((r, m.tobytes()) for r, m in zip(reranked.tolist(), remapped)) == \
+        sorted((r, m.tobytes()) for r, m in zip(rows.tolist(), mappings))
     summary = csp_model.ranker_summary
     assert summary["pairs"] > 0 and 0 <= summary["ranker_top1_type_accuracy"] <= 1
 

@@ -54,11 +54,16 @@ def _mendeleev_numbers() -> np.ndarray:
     return table
 
 
+def target_atomic_numbers(target: Target) -> np.ndarray:
+    """One atomic number per atom of the target's composition (as a cell)."""
+    return np.array([el.Z for el, amount in target.composition.items() for _ in range(int(round(amount)))])
+
+
 def _pattern(counts: Sequence[int]) -> tuple[int, ...]:
     return tuple(sorted(int(c) for c in counts))
 
 
-def _sorted_elements(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def sorted_elements(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct elements ordered by (count, Z) and their counts, the canonical order for matching."""
     z, counts = np.unique(numbers, return_counts=True)
     order = np.lexsort((z, counts))
@@ -116,7 +121,7 @@ class TemplateGenerator(Generator):
         groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
         elements, counts = [], []
         for i, crystal in enumerate(train):
-            z, n = _sorted_elements(crystal.atomic_numbers)
+            z, n = sorted_elements(crystal.atomic_numbers)
             elements.append(z)
             counts.append(n)
             groups[_pattern(n)].append(i)
@@ -133,6 +138,15 @@ class TemplateGenerator(Generator):
             }
             for pattern, rows in groups.items()
         }
+
+    def rows_with_composition(self, atomic_numbers: np.ndarray) -> np.ndarray:
+        """Training rows whose cell has exactly these atoms (the known structures of a composition)."""
+        z, n = sorted_elements(atomic_numbers)
+        entry = self._index.get(_pattern(n))
+        if entry is None:
+            return np.zeros(0, dtype=int)
+        same = (entry["elements"] == z).all(1) & (entry["counts"] == n).all(1)
+        return entry["rows"][same]
 
     def spacegroups_of(self, rows: np.ndarray) -> np.ndarray:
         from crystalgen.representations.cell import space_group_number
@@ -164,11 +178,12 @@ class TemplateGenerator(Generator):
         rng = np.random.default_rng(seed)
         return [self._sample_one(target, n, rng) for target in targets]
 
-    def rank_templates(self, target: Target) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Training rows ranked best first, and for each the template element mapped to each target element."""
-        z_target, n_target = _sorted_elements(
-            np.array([el.Z for el, amount in target.composition.items() for _ in range(int(round(amount)))])
-        )
+    def rank_templates(self, target: Target, mappings_per_template: int = 1) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Candidates ranked best first: training rows and, for each, the template element mapped to
+        each target element (a ``(2, E)`` array). With ``mappings_per_template`` > 1 a row appears
+        once per element mapping among its best few, so that rankers can choose between site
+        assignments (which cation sits on which site) as well as between templates."""
+        z_target, n_target = sorted_elements(target_atomic_numbers(target))
         entry = self._index.get(_pattern(n_target))
         if entry is None:
             return np.zeros(0, dtype=int), []
@@ -179,22 +194,24 @@ class TemplateGenerator(Generator):
         rows = entry["rows"][keep]
         # Only elements with equal counts may swap: try every permutation within each count group.
         groups = [np.flatnonzero(n_target == c) for c in np.unique(n_target)]
-        best_cost = np.full(len(rows), np.inf)
-        best_perm = np.zeros((len(rows), len(z_target)), dtype=int)
+        perms = []
         for combo in itertools.product(*(itertools.permutations(g) for g in groups)):
             perm = np.empty(len(z_target), dtype=int)
             for group, permuted in zip(groups, combo):
                 perm[group] = permuted
-            mapped = self._mendeleev[elements[:, perm]]
-            cost = (np.abs(mapped - self._mendeleev[z_target]) * n_target).sum(1)
-            better = cost < best_cost
-            best_cost[better] = cost[better]
-            best_perm[better] = perm
-        order = np.lexsort((rows, best_cost))
-        mappings = [elements[i, best_perm[i]] for i in order]
-        return rows[order], [np.stack([m, z_target]) for m in mappings]
+            perms.append(perm)
+        costs = np.stack([(np.abs(self._mendeleev[elements[:, perm]] - self._mendeleev[z_target]) * n_target).sum(1)
+                          for perm in perms], 1)  # (rows, permutations)
+        per_row = min(mappings_per_template, len(perms))
+        best = np.argsort(costs, axis=1, kind="stable")[:, :per_row]
+        candidate_row = np.repeat(np.arange(len(rows)), per_row)
+        candidate_perm, rank_in_row = best.ravel(), np.tile(np.arange(per_row), len(rows))
+        order = np.lexsort((rank_in_row, rows[candidate_row], costs[candidate_row, candidate_perm]))
+        mappings = [np.stack([elements[candidate_row[i], perms[candidate_perm[i]]], z_target]) for i in order]
+        return rows[candidate_row[order]], mappings
 
-    def _substitute(self, template: Crystal, mapping: np.ndarray) -> Crystal:
+    def substitute(self, template: Crystal, mapping: np.ndarray) -> Crystal:
+        """The template with the mapping's species (row 0 -> row 1), rescaled to their estimated volume."""
         lookup = dict(zip(mapping[0].tolist(), mapping[1].tolist()))
         numbers = np.array([lookup[int(z)] for z in template.atomic_numbers])
         scale = (self.estimate_volume(numbers) / template.volume) ** (1.0 / 3.0)
@@ -208,7 +225,7 @@ class TemplateGenerator(Generator):
             picks = rng.choice(pool, size=min(n, len(pool)), replace=False) if len(pool) else []
             return [self.train[i].copy() for i in picks]
         rows, mappings = self.rank_templates(target)
-        return [self._substitute(self.train[r], m) for r, m in zip(rows[:n], mappings[:n])]
+        return [self.substitute(self.train[r], m) for r, m in zip(rows[:n], mappings[:n])]
 
     def describe_sampling(self, options: SampleOptions | None = None) -> str:
         return ("CSP substitutes the best-ranked training templates of the target's stoichiometry; generation from "

@@ -64,6 +64,10 @@ class TemplateSettings:
     #: Candidate order: "learned" (the template ranker, trained at fit time) or "mendeleev"
     #: (the template family's order; chosen for mp_20, where the ranker lost on the hold-out).
     ranking: str = "learned"
+    #: With the learned ranking: push down the structure types training already holds for the
+    #: target's composition (its known polymorphs). Benchmarks ask for structures training lacks;
+    #: set false to have known structures proposed as readily as new ones.
+    avoid_known_polymorphs: bool = True
 
     def __post_init__(self) -> None:
         if self.ranking not in RANKINGS:
@@ -123,6 +127,7 @@ class WyckoffGenerator(DiffusionGenerator):
         self.templates: TemplateSettings = section_dataclass(self.config, "templates", TemplateSettings)
         self.retrieval = TemplateGenerator({"name": f"{self.name}-retrieval"})
         self.sources = TemplateSources(self.retrieval)
+        self.sources.avoid_known_polymorphs = self.templates.avoid_known_polymorphs
 
     # ------------------------------------------------------------------ fitting
     def fit_crystals(self, train: Sequence[Crystal], run: TrainingRun) -> None:

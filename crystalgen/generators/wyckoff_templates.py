@@ -36,7 +36,7 @@ from crystalgen.representations.wyckoff_batch import WyckoffBatch, wyckoff_tenso
 
 if TYPE_CHECKING:
     from crystalgen.generators.target import Target
-    from crystalgen.generators.template_ranker import TemplateRanker
+    from crystalgen.generators.template_ranker import StructureTypes, TemplateRanker
     from crystalgen.generators.template import TemplateGenerator
 
 RETRIEVAL, SPACEGROUP, SCRATCH, RANDOM_PLACEMENT = "retrieval", "spacegroup", "scratch", "random-placement"
@@ -121,6 +121,8 @@ class TemplateSources:
         #: A learned ranker and its per-row structure-type counts; ``None``: the Mendeleev order.
         self.ranker: "TemplateRanker | None" = None
         self.log_type_counts: np.ndarray | None = None
+        #: Whether the ranker pushes down the structure types training already holds for the composition.
+        self.avoid_known_polymorphs = True
         self._encoded: dict[int, tuple[WyckoffBatch, list[tuple[int, str]]] | None] = {}
 
     def encoded(self, row: int) -> tuple[WyckoffBatch, list[tuple[int, str]]] | None:
@@ -157,13 +159,21 @@ class TemplateSources:
 
     def ranked(self, target: "Target") -> tuple[np.ndarray, list[np.ndarray]]:
         """Candidate training rows (and element mappings), best first: the ranker's order where there is one."""
-        rows, mappings = self.retrieval.rank_templates(target)
         if self.ranker is None:
-            return rows, mappings
-        from crystalgen.generators.template_ranker import rerank
+            return self.retrieval.rank_templates(target)
+        from crystalgen.generators.template import target_atomic_numbers
+        from crystalgen.generators.template_ranker import MAPPINGS_PER_TEMPLATE, rerank
 
-        numbers = np.array([el.Z for el, amount in target.composition.items() for _ in range(int(round(amount)))])
-        return rerank(self.ranker, self.retrieval, numbers, rows, mappings, self.log_type_counts)
+        rows, mappings = self.retrieval.rank_templates(target, MAPPINGS_PER_TEMPLATE)
+        return rerank(self.ranker, self.retrieval, self.structure_types, target_atomic_numbers(target), rows,
+                      mappings, self.log_type_counts, self.avoid_known_polymorphs)
+
+    def structure_types(self, row: int) -> "StructureTypes | None":
+        """The structure types of training structure ``row`` (what the ranker compares), or ``None``."""
+        from crystalgen.generators.template_ranker import structure_types_of
+
+        found = self.encoded(row)
+        return None if found is None else structure_types_of(int(found[0].spacegroup[0]), found[1])
 
     def for_spacegroup(self, target: "Target", n: int, rng: np.random.Generator) -> list[TemplatePlan]:
         """Retrieved templates of the target's space group, topped up with pyxtal placements."""
