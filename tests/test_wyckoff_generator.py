@@ -167,6 +167,17 @@ def test_template_settings_are_validated():
             TemplateSettings(**bad)
 
 
+def test_the_known_polymorph_setting_reaches_the_template_sources():
+    from crystalgen.generators.wyckoff import WyckoffGenerator
+
+    config = {"name": "wyckoff-settings", "task": "csp", "model": TINY_MODEL}
+    assert WyckoffGenerator(config).sources.avoid_known_polymorphs
+    off = WyckoffGenerator({**config, "templates": {"avoid_known_polymorphs": False}})
+    assert not off.sources.avoid_known_polymorphs
+    with pytest.raises(CrystalgenInputError, match="avoid_known_polymorphs"):
+        WyckoffGenerator({**config, "templates": {"avoid_known_polymorphs": "sometimes"}})
+
+
 # ---------------------------------------------------------------------------------- generation
 def test_generation_draws_templates_and_one_type_per_orbit(gen_model):
     samples = gen_model.sample([Target()], n=6, seed=0)[0]

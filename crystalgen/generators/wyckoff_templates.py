@@ -115,14 +115,15 @@ def _pyxtal_placement(spacegroup: int, species: list[str], counts: list[int], se
 class TemplateSources:
     """Templates for the Wyckoff family, from a fitted retrieval index (a :class:`TemplateGenerator`)."""
 
-    def __init__(self, retrieval: "TemplateGenerator", symprec: float = SYMPREC) -> None:
+    def __init__(self, retrieval: "TemplateGenerator", symprec: float = SYMPREC,
+                 avoid_known_polymorphs: bool = True) -> None:
         self.retrieval = retrieval
         self.symprec = symprec
         #: A learned ranker and its per-row structure-type counts; ``None``: the Mendeleev order.
         self.ranker: "TemplateRanker | None" = None
         self.log_type_counts: np.ndarray | None = None
         #: Whether the ranker pushes down the structure types training already holds for the composition.
-        self.avoid_known_polymorphs = True
+        self.avoid_known_polymorphs = avoid_known_polymorphs
         self._encoded: dict[int, tuple[WyckoffBatch, list[tuple[int, str]]] | None] = {}
 
     def encoded(self, row: int) -> tuple[WyckoffBatch, list[tuple[int, str]]] | None:
