@@ -29,7 +29,7 @@ import numpy as np
 
 from crystalgen.data import load_protocol
 from crystalgen.generators.target import Target
-from crystalgen.generators.template import TemplateGenerator, target_atomic_numbers
+from crystalgen.generators.template import TemplateGenerator
 from crystalgen.generators.template_ranker import MAPPINGS_PER_TEMPLATE, rerank, structure_types, train_ranker
 from crystalgen.generators.wyckoff import encode_training_set
 
@@ -73,7 +73,7 @@ def main() -> None:
                 rows, mappings = retrieval.rank_templates(target)
             else:
                 rows, mappings = retrieval.rank_templates(target, settings[0])
-                rows, mappings = rerank(ranker, retrieval, types.__getitem__, target_atomic_numbers(target), rows,
+                rows, mappings = rerank(ranker, retrieval, types.__getitem__, target.atomic_numbers(), rows,
                                         mappings, counts, avoid_known_polymorphs=settings[1])
             if len(rows):
                 guess = retrieval.substitute(retrieval.train[rows[0]], mappings[0])

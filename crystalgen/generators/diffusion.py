@@ -149,8 +149,7 @@ class DiffusionGenerator(TrainsOnProtocol, Generator):
             if any(t.elements is not None for t in targets):
                 type_mask = self._type_mask([t for t in targets for _ in range(n)], num_atoms)
         else:
-            per_target = [np.repeat([el.Z for el in t.composition], [int(round(a)) for a in t.composition.values()])
-                          for t in targets]
+            per_target = [t.atomic_numbers() for t in targets]
             num_atoms = torch.tensor([len(z) for z in per_target for _ in range(n)])
             types = torch.as_tensor(np.concatenate([z for z in per_target for _ in range(n)]))
         crystals = self._sample_cells(num_atoms, types, generator, self._sampler_for(options), options, type_mask)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.validation import check_spacegroup_compatible, parse_formula, validate_element, validate_spacegroup
@@ -19,6 +19,9 @@ from crystalgen.validation import check_spacegroup_compatible, parse_formula, va
 DIRECTIONS = ("minimise", "maximise")
 _DIRECTION_WORDS = {"min": "minimise", "minimize": "minimise", "minimise": "minimise",
                     "max": "maximise", "maximize": "maximise", "maximise": "maximise"}
+if TYPE_CHECKING:
+    import numpy as np
+
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 _ELEMENT_SEPARATORS = re.compile(r"[-,\s]+")
 
@@ -133,6 +136,12 @@ class Target:
     @classmethod
     def from_crystal(cls, crystal: Any, spacegroup: int | None = None) -> "Target":
         return cls(crystal.composition, spacegroup)
+
+    def atomic_numbers(self) -> "np.ndarray":
+        """One atomic number per atom of the composition (a cell), element by element."""
+        import numpy as np
+
+        return np.repeat([el.Z for el in self.composition], [int(round(a)) for a in self.composition.values()])
 
     def conditions(self) -> list[str]:
         """The conditions this target sets, in :data:`crystalgen.models.capabilities.CONDITIONS` terms

@@ -54,11 +54,6 @@ def _mendeleev_numbers() -> np.ndarray:
     return table
 
 
-def target_atomic_numbers(target: Target) -> np.ndarray:
-    """One atomic number per atom of the target's composition (as a cell)."""
-    return np.array([el.Z for el, amount in target.composition.items() for _ in range(int(round(amount)))])
-
-
 def _pattern(counts: Sequence[int]) -> tuple[int, ...]:
     return tuple(sorted(int(c) for c in counts))
 
@@ -183,7 +178,7 @@ class TemplateGenerator(Generator):
         each target element (a ``(2, E)`` array). With ``mappings_per_template`` > 1 a row appears
         once per element mapping among its best few, so that rankers can choose between site
         assignments (which cation sits on which site) as well as between templates."""
-        z_target, n_target = sorted_elements(target_atomic_numbers(target))
+        z_target, n_target = sorted_elements(target.atomic_numbers())
         entry = self._index.get(_pattern(n_target))
         if entry is None:
             return np.zeros(0, dtype=int), []

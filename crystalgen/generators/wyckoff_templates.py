@@ -162,11 +162,10 @@ class TemplateSources:
         """Candidate training rows (and element mappings), best first: the ranker's order where there is one."""
         if self.ranker is None:
             return self.retrieval.rank_templates(target)
-        from crystalgen.generators.template import target_atomic_numbers
         from crystalgen.generators.template_ranker import MAPPINGS_PER_TEMPLATE, rerank
 
         rows, mappings = self.retrieval.rank_templates(target, MAPPINGS_PER_TEMPLATE)
-        return rerank(self.ranker, self.retrieval, self.structure_types, target_atomic_numbers(target), rows,
+        return rerank(self.ranker, self.retrieval, self.structure_types, target.atomic_numbers(), rows,
                       mappings, self.log_type_counts, self.avoid_known_polymorphs)
 
     def structure_types(self, row: int) -> "StructureTypes | None":
