@@ -21,61 +21,79 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
+
 from crystalgen.crystal import Crystal
 from crystalgen.data import load_split
-from crystalgen.representations import REPRESENTATIONS, get_representation
+from crystalgen.representations import REPRESENTATIONS, decoder_can_fail, get_representation
 from crystalgen.representations.cell import primitive_cell
 
 MATCHER_KWARGS = {"stol": 0.5, "ltol": 0.3, "angle_tol": 10}
 CHUNK = 64
 MATCHED_AFTER_PRIMITIVE = "matched only after reducing the decoded cell to its primitive cell"
 CAUSE_LENGTH = 80
+LENGTH_BIN = 16
 
 
-def _round_trip_chunk(args: tuple[str, list[Crystal]]) -> list[str | None]:
-    """Worker: None for a matched round trip, else the cause of failure."""
+def _length(encoded: object) -> int | None:
+    """Length of a sequence encoding (tokens, strings), for the length distribution; None otherwise."""
+    return len(encoded) if isinstance(encoded, (list, tuple, str)) else None
+
+
+def _round_trip_chunk(args: tuple[str, list[Crystal]]) -> list[tuple[str | None, int | None]]:
+    """Worker: per crystal, (None for a matched round trip else the cause of failure, encoded length)."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
     name, crystals = args
     warnings.simplefilter("ignore")
     representation = get_representation(name)
     matcher = StructureMatcher(**MATCHER_KWARGS)
-    causes: list[str | None] = []
+    causes: list[tuple[str | None, int | None]] = []
     for crystal in crystals:
-        try:
-            encoded = representation.encode(crystal)
-        except Exception as exc:
-            causes.append(f"encode: {type(exc).__name__}: {str(exc)[:CAUSE_LENGTH]}")
-            continue
-        try:
-            decoded = representation.decode(encoded)
-        except Exception as exc:
-            causes.append(f"decode: {type(exc).__name__}: {str(exc)[:CAUSE_LENGTH]}")
-            continue
-        try:
-            if decoded.num_atoms % crystal.num_atoms and crystal.num_atoms % decoded.num_atoms:
-                causes.append("atom count changed")
-            elif matcher.fit(crystal.to_structure(), decoded.to_structure()):
-                causes.append(None)
-            elif decoded.num_atoms != crystal.num_atoms and matcher.fit(
-                crystal.to_structure(), primitive_cell(decoded).to_structure()
-            ):
-                # StructureMatcher's own primitive reduction misses some centred cells (e.g. a
-                # 40-atom conventional fcc cell against its 10-atom primitive); counted separately.
-                causes.append(MATCHED_AFTER_PRIMITIVE)
-            else:
-                causes.append("no StructureMatcher match")
-        except Exception as exc:  # symmetry analysis inside the comparison can fail too
-            causes.append(f"compare: {type(exc).__name__}: {str(exc)[:CAUSE_LENGTH]}")
+        causes.append(_round_trip_one(representation, matcher, crystal))
     return causes
+
+
+def _failure(stage: str, exc: Exception) -> str:
+    # a decoder that can fail names its cause; group by it rather than by the (site-specific) message
+    cause = getattr(exc, "cause", None)
+    return f"{stage}: {cause}" if cause else f"{stage}: {type(exc).__name__}: {str(exc)[:CAUSE_LENGTH]}"
+
+
+def _round_trip_one(representation, matcher, crystal: Crystal) -> tuple[str | None, int | None]:
+    try:
+        encoded = representation.encode(crystal)
+    except Exception as exc:
+        return _failure("encode", exc), None
+    length = _length(encoded)
+    try:
+        decoded = representation.decode(encoded)
+    except Exception as exc:
+        return _failure("decode", exc), length
+    try:
+        if decoded.num_atoms % crystal.num_atoms and crystal.num_atoms % decoded.num_atoms:
+            return "atom count changed", length
+        if matcher.fit(crystal.to_structure(), decoded.to_structure()):
+            return None, length
+        if decoded.num_atoms != crystal.num_atoms and matcher.fit(
+            crystal.to_structure(), primitive_cell(decoded).to_structure()
+        ):
+            # StructureMatcher's own primitive reduction misses some centred cells (e.g. a
+            # 40-atom conventional fcc cell against its 10-atom primitive); counted separately.
+            return MATCHED_AFTER_PRIMITIVE, length
+        return "no StructureMatcher match", length
+    except Exception as exc:  # symmetry analysis inside the comparison can fail too
+        return _failure("compare", exc), length
 
 
 def measure(name: str, crystals: list[Crystal], workers: int) -> dict:
     chunks = [(name, crystals[i : i + CHUNK]) for i in range(0, len(crystals), CHUNK)]
     start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        causes = [c for chunk in pool.map(_round_trip_chunk, chunks) for c in chunk]
+        results = [r for chunk in pool.map(_round_trip_chunk, chunks) for r in chunk]
     elapsed = time.perf_counter() - start
+    causes = [cause for cause, _ in results]
+    lengths = np.array([length for _, length in results if length is not None])
     via_primitive = sum(c == MATCHED_AFTER_PRIMITIVE for c in causes)
     failures = [(crystals[i].id, c) for i, c in enumerate(causes) if c not in (None, MATCHED_AFTER_PRIMITIVE)]
     by_cause = Counter(c for _, c in failures)
@@ -88,7 +106,17 @@ def measure(name: str, crystals: list[Crystal], workers: int) -> dict:
         "wall_s": round(elapsed, 1),
         "failures_by_cause": dict(by_cause.most_common()),
         "failed_ids": [i for i, _ in failures],
+        "decoder_can_fail": decoder_can_fail(get_representation(name)),
+        **({"encoded_length": _distribution(lengths)} if len(lengths) else {}),
     }
+
+
+def _distribution(lengths: np.ndarray) -> dict:
+    """Summary and histogram (bins of 16) of encoded lengths, e.g. tokens per crystal."""
+    counts = np.bincount(lengths // LENGTH_BIN)
+    return {"min": int(lengths.min()), "median": float(np.median(lengths)), "p95": float(np.percentile(lengths, 95)),
+            "max": int(lengths.max()), "mean": round(float(lengths.mean()), 1), "bin": LENGTH_BIN,
+            "histogram": {int(i * LENGTH_BIN): int(c) for i, c in enumerate(counts) if c}}
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from crystalgen.errors import CrystalgenInputError, first_line
 
 #: Settings that may be zero; every other number must be positive.
 MAY_BE_ZERO = frozenset({"weight_decay", "seed", "corrector_steps", "lattice_loss_weight", "type_loss_weight",
-                         "warmup_steps", "max_e_above_hull"})
+                         "warmup_steps", "max_e_above_hull", "top_k"})
 
 
 def checked_section(section: str, values: Any, allowed: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,10 @@ command reads it. :func:`read_csv_table` adds the checks of a CSV (a quote never
 row, a missing column).
 
 Formats: ``cif`` (P1, exact cell), ``cif-symmetric`` (conventional cell + space group),
-``poscar``, ``extxyz`` and ``wyckoff-json``. Reading picks the format from the file name.
+``poscar``, ``extxyz``, ``wyckoff-json``, ``cif-tokens`` (the token strings of
+:mod:`crystalgen.representations.cif_tokens`, separated by spaces) and ``slices``
+(:mod:`crystalgen.representations.slices`; reading one rebuilds the geometry from the graph). Reading picks the format from
+the file name.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ from pathlib import Path
 from crystalgen.crystal import Crystal
 from crystalgen.errors import CrystalgenInputError, StructureParseError, first_line
 
-FORMATS = ("cif", "cif-symmetric", "poscar", "extxyz", "wyckoff-json")
-FILE_EXTENSIONS = {"cif": ".cif", "cif-symmetric": ".cif", "poscar": ".vasp", "extxyz": ".extxyz", "wyckoff-json": ".json"}
+FORMATS = ("cif", "cif-symmetric", "poscar", "extxyz", "wyckoff-json", "cif-tokens", "slices")
+FILE_EXTENSIONS = {"cif": ".cif", "cif-symmetric": ".cif", "poscar": ".vasp", "extxyz": ".extxyz", "wyckoff-json": ".json",
+                   "cif-tokens": ".tokens", "slices": ".slices"}
 #: What a file of each format is called in error messages ("expected a CIF").
 FORMAT_NOUNS = {"cif": "a CIF", "cif-symmetric": "a CIF", "poscar": "a POSCAR", "extxyz": "an extxyz file",
-                "wyckoff-json": "a Wyckoff JSON file"}
+                "wyckoff-json": "a Wyckoff JSON file", "cif-tokens": "a cif-tokens file",
+                "slices": "a SLICES file"}
 POSCAR_NAMES = ("POSCAR", "CONTCAR")
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -172,8 +177,12 @@ def guess_format(path: str | os.PathLike) -> str:
         return "extxyz"
     if lower.endswith(".json"):
         return "wyckoff-json"
+    if lower.endswith(".tokens"):
+        return "cif-tokens"
+    if lower.endswith(".slices"):
+        return "slices"
     raise CrystalgenInputError(
-        f"cannot tell the format of {name!r}: use .cif, .vasp/POSCAR/CONTCAR, .extxyz/.xyz or .json"
+        f"cannot tell the format of {name!r}: use .cif, .vasp/POSCAR/CONTCAR, .extxyz/.xyz, .json, .tokens or .slices"
     )
 
 
@@ -208,6 +217,19 @@ def parse_crystal(text: str, fmt: str, id: str | None = None) -> Crystal:
         crystal = decode_wyckoff(WyckoffCrystal.from_dict(data))
         crystal.id = crystal.id or id
         return crystal
+    if fmt == "cif-tokens":
+        from crystalgen.representations.cif_tokens import CifTokens
+
+        tokens = CifTokens()
+        crystal = tokens.decode(tokens.vocabulary.ids_of(text.split()))
+        crystal.id = id
+        return crystal
+    if fmt == "slices":
+        from crystalgen.representations.slices import Slices
+
+        crystal = Slices().decode(text)
+        crystal.id = id
+        return crystal
     raise CrystalgenInputError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
 
 
@@ -231,6 +253,15 @@ def format_crystal(crystal: Crystal, fmt: str) -> str:
         from crystalgen.representations.wyckoff import encode_wyckoff
 
         return json.dumps(encode_wyckoff(crystal).to_dict(), indent=2) + "\n"
+    if fmt == "cif-tokens":
+        from crystalgen.representations.cif_tokens import CifTokens
+
+        tokens = CifTokens()
+        return " ".join(tokens.vocabulary.strings(tokens.encode(crystal))) + "\n"
+    if fmt == "slices":
+        from crystalgen.representations.slices import Slices
+
+        return Slices().encode(crystal) + "\n"
     raise CrystalgenInputError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
 
 

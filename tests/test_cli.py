@@ -308,7 +308,9 @@ def test_convert_round_trip_through_every_format(fmt, tmp_path, capsys, assert_s
     monkeypatch.chdir(tmp_path)
     nacl = _nacl()
     Path("NaCl.cif").write_text(nacl.to_cif())
-    suffix = {"cif": ".cif", "cif-symmetric": ".cif", "poscar": ".vasp", "extxyz": ".extxyz", "wyckoff-json": ".json"}[fmt]
+    from crystalgen.io import FILE_EXTENSIONS
+
+    suffix = FILE_EXTENSIONS[fmt]
     middle = Path(f"converted{suffix}")
     result = run_main(["convert", "NaCl.cif", "--to", fmt, "--out", str(middle)], capsys)
     assert result.returncode == 0, result.stderr
@@ -317,7 +319,7 @@ def test_convert_round_trip_through_every_format(fmt, tmp_path, capsys, assert_s
     assert result.returncode == 0, result.stderr
     back = Crystal.from_file("back/NaCl.cif")
     assert same_crystal(nacl, back)
-    assert back.formula == "NaCl" and back.num_atoms == 8
+    assert back.formula == "NaCl" and back.num_atoms == (2 if fmt in ("cif-tokens", "slices") else 8)  # primitive cells
     if fmt in ("cif", "poscar", "extxyz"):  # formats that keep the exact cell
         assert_same_cell(nacl, back, atol=1e-6)
     if fmt == "cif-symmetric":

@@ -39,6 +39,12 @@ from crystalgen.representations.wyckoff import (
 )
 
 REPRESENTATION_NAMES = sorted(REPRESENTATIONS)
+#: Representations that round the cell: cif-tokens writes lengths to 1 mÅ, so a 3 Å cell's
+#: volume may move by up to 3 x 0.0005 / 3 = 5e-4 of itself.
+ROUNDED_VOLUME_TOLERANCE = {"cif-tokens": 1e-3}
+#: Representations that rebuild the geometry rather than store it; their own tests check the round trip.
+APPROXIMATE = {"slices": "SLICES rebuilds the geometry from the bond graph, so its round trip is approximate "
+                         "(tests/test_slices.py checks it, bench/slices_roundtrip.py measures it)"}
 
 
 def _random_rotations(n: int, seed: int) -> np.ndarray:
@@ -75,12 +81,15 @@ def test_unknown_representation_raises():
 # ------------------------------------------------------------------------------ round trips
 @pytest.mark.parametrize("name", REPRESENTATION_NAMES)
 def test_round_trip(name, any_crystal, same_crystal):
+    if name in APPROXIMATE:
+        pytest.skip(APPROXIMATE[name])
     rep = get_representation(name)
     decoded = rep.decode(rep.encode(any_crystal))
     assert isinstance(decoded, Crystal)
     assert same_crystal(any_crystal, decoded), f"{name} changed {any_crystal!r} into {decoded!r}"
     assert decoded.composition.reduced_formula == any_crystal.composition.reduced_formula
-    assert decoded.volume / decoded.num_atoms == pytest.approx(any_crystal.volume / any_crystal.num_atoms, rel=1e-4)
+    rel = ROUNDED_VOLUME_TOLERANCE.get(name, 1e-4)
+    assert decoded.volume / decoded.num_atoms == pytest.approx(any_crystal.volume / any_crystal.num_atoms, rel=rel)
     # StructureMatcher accepts mirror images; the space group number tells enantiomorphs apart.
     assert space_group_number(decoded) == space_group_number(any_crystal)
 
@@ -102,6 +111,8 @@ def test_lattice_representations_keep_atoms_and_metric(name, any_crystal):
     REPRESENTATION_NAMES,
 )
 def test_round_trip_keeps_chirality_of_left_handed_cells(name, random_crystals, same_crystal):
+    if name in APPROXIMATE:
+        pytest.skip(APPROXIMATE[name])
     original = random_crystals["random-sg76"]
     assert space_group_number(original) == 76
     # The same crystal (same Cartesian positions) described with a left-handed cell.

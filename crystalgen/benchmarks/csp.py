@@ -265,6 +265,7 @@ def _metrics(run: RunDir, bench: BenchmarkModel, settings: CspBenchmarkSettings,
         "targets_without_prediction": int(sum(all(p is None for p in preds) for preds in predictions)),
         "targets_refused_by_model": refused,
         "first_proposal_unparsable": int(sum(p[0] is not None for p in predictions) - len(valid_first)),
+        "sampling_report": bench.model.sampling_report(),
         "d_rho_first_proposal": json_float(wasserstein(densities(valid_first), densities(test))) if valid_first else None,
         "counting": (
             f"StructureMatcher(stol={MATCHER_STOL:g}, ltol={MATCHER_LTOL:g}, angle_tol={MATCHER_ANGLE_TOL:g}); "
@@ -373,6 +374,11 @@ def build_csp_report(bench: BenchmarkModel, settings: CspBenchmarkSettings, metr
         f"(refused by the model: {metrics['targets_refused_by_model']}); unparsable first proposals: "
         f"{metrics['first_proposal_unparsable']}.",
     ]
+    checks = metrics.get("sampling_report")
+    if checks:
+        failures = ", ".join(f"{cause} {count}" for cause, count in checks.get("failures", {}).items()) or "none"
+        summary.append(f"- Samples drawn in the run's last session: {checks.get('total')}, of which "
+                       f"{checks.get('valid')} passed every check; failures by cause: {failures}.")
     if k > 1:
         summary.append(f"- k=1 scores the first of the {k} proposals of each test structure; k={k} the best of all.")
     if reduced:

@@ -57,6 +57,23 @@ def load_chgnet() -> "CHGNet":
         return CHGNet.from_dict(state["model"])
 
 
+def chgnet_relax(model: "CHGNet", crystal: Crystal, steps: int, fmax: float) -> tuple[Crystal, float] | None:
+    """CHGNet relaxation of one crystal (cell and positions): the relaxed crystal and its energy per
+    atom, or None when CHGNet cannot handle it."""
+    from chgnet.model import StructOptimizer
+
+    with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints its device choice
+        optimizer = StructOptimizer(model=model, use_device="cpu")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = optimizer.relax(crystal.to_structure(), fmax=fmax, steps=steps, verbose=False)
+            per_atom = float(model.predict_structure(result["final_structure"], task="e")["e"])
+    except Exception:  # noqa: BLE001  one structure CHGNet cannot handle must not stop a batch
+        return None
+    return Crystal.from_structure(result["final_structure"], id=crystal.id), per_atom
+
+
 class ChgnetReference:
     """CHGNet energies per atom of reference structures, cached in a CSV that grows as it is built."""
 
@@ -152,26 +169,18 @@ class Relaxation(Stage):
         self.hull = ReferenceHull(reference, chgnet_formation, "formation")
 
     def evaluate(self, crystals, row_ids):
-        from chgnet.model import StructOptimizer
-
-        with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints its device choice
-            optimizer = StructOptimizer(model=self.model, use_device="cpu")
         valid, energy, above, cifs, seconds = [], [], [], [], []
         for crystal in crystals:  # a relaxation is an ASE loop per structure; nothing to vectorise across them
             started = time.perf_counter()
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    result = optimizer.relax(crystal.to_structure(), fmax=self.fmax, steps=self.steps, verbose=False)
-                    per_atom = float(self.model.predict_structure(result["final_structure"], task="e")["e"])
-            except Exception:  # noqa: BLE001  one candidate CHGNet cannot handle must not stop the batch
+            relaxation = chgnet_relax(self.model, crystal, self.steps, self.fmax)
+            if relaxation is None:
                 valid.append(False)
                 energy.append(float("nan"))
                 above.append(float("nan"))
                 cifs.append("")
                 seconds.append(time.perf_counter() - started)
                 continue
-            relaxed = Crystal.from_structure(result["final_structure"], id=crystal.id)
+            relaxed, per_atom = relaxation
             formation = chgnet_formation_energy(relaxed, per_atom, self.mu)
             valid.append(structural_validity(relaxed, self.validity))
             energy.append(per_atom)

@@ -61,6 +61,11 @@ class Generator(Model):
     def _sample(self, targets: list[Target], n: int, seed: int, options: SampleOptions) -> list[list[Crystal]]:
         """The family's sampling, for targets and options already checked."""
 
+    def sampling_report(self) -> dict | None:
+        """What the family counted while sampling in this process (e.g. decodes that failed, by
+        cause), for benchmark reports; None when it counts nothing."""
+        return None
+
     def describe_sampling(self, options: SampleOptions | None = None) -> str:
         """How this model samples with ``options``, for reports."""
         return "not applicable"

@@ -35,10 +35,10 @@ from crystalgen.constants import MAX_EMBEDDED_Z
 from crystalgen.crystal import Crystal, crystals_from_arrays
 from crystalgen.devices import resolve_device
 from crystalgen.diffusion.sampler import SamplerConfig
-from crystalgen.errors import CrystalgenInputError, first_line
+from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators.base import Generator, SampleOptions, Target
 from crystalgen.generators.diffusion_model import CrystalDiffusion, DiffusionConfig, SampledCells
-from crystalgen.models.base import TrainingRun
+from crystalgen.models.base import TrainingRun, load_weights
 from crystalgen.models.capabilities import CSP, GEN, Capabilities
 from crystalgen.nn.denoiser import DenoiserConfig
 from crystalgen.training.fitting import TrainsOnProtocol
@@ -114,12 +114,7 @@ class DiffusionGenerator(TrainsOnProtocol, Generator):
             raise CrystalgenInputError(f"diffusion checkpoint {self.name!r}: weights lack num_atoms_distribution")
         # The atom-count distribution's length is the training set's largest cell, unknown until now.
         self.model.num_atoms_distribution = torch.zeros_like(weights["num_atoms_distribution"])
-        try:
-            self.model.load_state_dict(weights)
-        except RuntimeError as exc:
-            raise CrystalgenInputError(f"diffusion checkpoint {self.name!r}: weights do not match its config "
-                                       f"({first_line(exc)})") from None
-        self.model.eval()
+        load_weights(self.model, weights, f"diffusion checkpoint {self.name!r}")
         self._fitted = True
 
     # ------------------------------------------------------------------ sampling

@@ -97,3 +97,18 @@ class Model(ABC):
         """Work that follows a fit before the checkpoint is saved (e.g. calibration on the
         protocol's held-out split); returns a card section for it, or ``""``."""
         return ""
+
+
+def load_weights(module: Any, tensors: dict[str, Any], what: str) -> None:
+    """Load checkpoint arrays into a torch module and switch it to eval mode; a one-line
+    :class:`~crystalgen.errors.CrystalgenInputError` naming ``what`` when they do not fit it."""
+    import numpy as np
+    import torch
+
+    from crystalgen.errors import CrystalgenInputError, first_line
+
+    try:
+        module.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in tensors.items()})
+    except RuntimeError as exc:
+        raise CrystalgenInputError(f"{what}: weights do not match its config ({first_line(exc)})") from None
+    module.eval()

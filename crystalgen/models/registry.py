@@ -44,6 +44,7 @@ FAMILIES: dict[str, FamilyEntry] = {entry.name: entry for entry in (
     FamilyEntry("template", GENERATOR, "crystalgen.generators.template:TemplateGenerator"),
     FamilyEntry("diffusion", GENERATOR, "crystalgen.generators.diffusion:DiffusionGenerator"),
     FamilyEntry("wyckoff", GENERATOR, "crystalgen.generators.wyckoff:WyckoffGenerator"),
+    FamilyEntry("autoregressive", GENERATOR, "crystalgen.generators.autoregressive:AutoregressiveGenerator"),
     FamilyEntry("surrogate", PROPERTY, "crystalgen.surrogate.predictor:Surrogate"),
 )}
 

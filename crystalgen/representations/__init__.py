@@ -17,6 +17,25 @@ from crystalgen.representations.lattice import LatticeLogPolar, LatticeParameter
 from crystalgen.representations.wyckoff import Wyckoff, WyckoffCrystal, WyckoffSite
 
 
+def _cif_tokens() -> Representation:
+    """Imported on use: building its vocabulary asks spglib for every space-group symbol."""
+    from crystalgen.representations.cif_tokens import CifTokens
+
+    return CifTokens()
+
+
+def _slices() -> Representation:
+    """Imported on use: its decoder optimises geometry with torch."""
+    from crystalgen.representations.slices import Slices
+
+    return Slices()
+
+
+def decoder_can_fail(representation: Representation) -> bool:
+    """Whether ``representation`` admits encodings that decode to no crystal (see :class:`Representation`)."""
+    return bool(getattr(representation, "decoder_can_fail", False))
+
+
 def _wyckoff_tensors() -> Representation:
     """Imported on use: it brings torch, which the other representations (and the CLI) do without."""
     from crystalgen.representations.wyckoff_batch import WyckoffTensors
@@ -31,6 +50,8 @@ REPRESENTATIONS: dict[str, Callable[[], Representation]] = {
     "wyckoff-batch": _wyckoff_tensors,
     "cif-p1": P1Cif,
     "cif-symmetric": SymmetricCif,
+    "cif-tokens": _cif_tokens,
+    "slices": _slices,
     "cell-niggli": lambda: CellChoice("niggli"),
     "cell-primitive": lambda: CellChoice("primitive"),
     "cell-conventional": lambda: CellChoice("conventional"),
@@ -50,5 +71,6 @@ __all__ = [
     "Representation",
     "WyckoffCrystal",
     "WyckoffSite",
+    "decoder_can_fail",
     "get_representation",
 ]

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from crystalgen.crystal import Crystal
+from crystalgen.errors import CrystalgenInputError
+
+
+class DecodeFailure(CrystalgenInputError):
+    """An encoding that describes no crystal. ``cause`` is one of the subclass's :attr:`CAUSES`, and
+    the message starts with it (``"multiplicity: ..."``), so failures can be counted by cause."""
+
+    CAUSES: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, cause: str, detail: str | None = None):
+        if detail is None:  # re-raised with a prefix (a file name, say): the cause is inside the message
+            message, cause = cause, next((c for c in self.CAUSES if f"{c}: " in cause), "parse")
+        else:
+            message = f"{cause}: {detail}"
+        super().__init__(message)
+        self.cause = cause
 
 
 @runtime_checkable
@@ -15,6 +31,13 @@ class Representation(Protocol):
     atom order, as judged by pymatgen's StructureMatcher. ``bench/roundtrip.py`` measures how
     often that holds on real data; ``tests/test_representations.py`` checks it on textbook
     crystals.
+
+    Some representations have encodings that describe no crystal: token sequences, SLICES strings
+    and voxel images, above all generated ones. Such a representation sets the class attribute
+    ``decoder_can_fail = True``; its ``decode`` then raises a :class:`DecodeFailure` naming the
+    cause instead of returning a wrong crystal, and the
+    round-trip benchmark and every sampler that uses it count those failures by cause. Without the
+    attribute, the promise is exact inversion of every encoding ``encode`` makes.
     """
 
     name: str

@@ -22,6 +22,14 @@ from crystalgen.representations.lattice import lattice_params_to_matrix
 from crystalgen.validation import validate_element, validate_spacegroup
 
 WYCKOFF_LABEL = re.compile(r"^(\d+)([a-zA-Z])$")
+#: Crystal families by their last space group number (trigonal groups belong to the hexagonal family).
+FAMILY_ENDS = (("triclinic", 2), ("monoclinic", 15), ("orthorhombic", 74), ("tetragonal", 142),
+               ("hexagonal", 194), ("cubic", 230))
+FAMILIES = tuple(name for name, _ in FAMILY_ENDS)
+
+
+def crystal_family(spacegroup: int) -> str:
+    return next(name for name, last in FAMILY_ENDS if spacegroup <= last)
 
 
 class WyckoffError(CrystalgenInputError):

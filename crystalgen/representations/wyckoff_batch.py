@@ -33,12 +33,15 @@ from crystalgen.constants import SYMPREC
 from crystalgen.diffusion.sampler import Projection
 from crystalgen.diffusion.torus import wrap
 from crystalgen.representations.lattice import lattice_params_to_matrix, lattice_to_log_polar, log_polar_to_lattice
-from crystalgen.representations.wyckoff import WyckoffCrystal, WyckoffError, encode_wyckoff, wyckoff_position
+from crystalgen.representations.wyckoff import (  # noqa: F401  (FAMILIES, crystal_family: re-exported)
+    FAMILIES,
+    WyckoffCrystal,
+    WyckoffError,
+    crystal_family,
+    encode_wyckoff,
+    wyckoff_position,
+)
 
-#: Crystal families by their last space group number (trigonal groups belong to the hexagonal family).
-FAMILY_ENDS = (("triclinic", 2), ("monoclinic", 15), ("orthorhombic", 74), ("tetragonal", 142),
-               ("hexagonal", 194), ("cubic", 230))
-FAMILIES = tuple(name for name, _ in FAMILY_ENDS)
 #: The fixed off-diagonal log-polar entry of a gamma = 120 degree cell with a = b (see the module docstring).
 HEXAGONAL_S12 = -math.log(3.0) / 4
 #: Largest disagreement (fractional coordinates, log-polar entries) a round trip may show.
@@ -52,10 +55,6 @@ _FREE_GROUPS = {
     "hexagonal": ((0, 1), (2,)),
     "cubic": ((0, 1, 2),),
 }
-
-
-def crystal_family(spacegroup: int) -> str:
-    return next(name for name, last in FAMILY_ENDS if spacegroup <= last)
 
 
 def lattice_subspace(family: str) -> tuple[torch.Tensor, torch.Tensor]:

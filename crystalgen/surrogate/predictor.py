@@ -25,9 +25,9 @@ import torch
 from crystalgen.batch import collate
 from crystalgen.config_sections import checked_section, dataclass_defaults, section_dataclass
 from crystalgen.crystal import Crystal
-from crystalgen.errors import CrystalgenInputError, first_line
+from crystalgen.errors import CrystalgenInputError
 from crystalgen.constants import MAX_EMBEDDED_Z
-from crystalgen.models.base import PROPERTY, Model, TrainingRun
+from crystalgen.models.base import PROPERTY, Model, TrainingRun, load_weights
 from crystalgen.models.capabilities import Capabilities
 from crystalgen.training.fitting import TrainsOnProtocol
 
@@ -129,11 +129,7 @@ class Surrogate(TrainsOnProtocol, Model):
         return {k: v.detach().float() for k, v in self.ensemble.state_dict().items()}
 
     def load_state(self, tensors: dict[str, Any], data_dir: str | os.PathLike | None = None) -> None:
-        try:
-            self.ensemble.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in tensors.items()})
-        except RuntimeError as exc:
-            raise CrystalgenInputError(f"surrogate weights do not match its config ({first_line(exc)})") from None
-        self.ensemble.eval()
+        load_weights(self.ensemble, tensors, f"surrogate checkpoint {self.name!r}")
         self._loaded = True
 
     def checkpoint_config(self) -> dict[str, Any]:
