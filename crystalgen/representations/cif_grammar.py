@@ -176,7 +176,7 @@ class CifDecodingState:
         elif self.phase == "formula":
             self._push_formula(token)
         elif self.phase == "group":
-            self.spacegroup = self.vocab.spacegroups.index(token) + 1
+            self.spacegroup = self.vocab.spacegroup_number[token]
             factor = CENTRING_FACTOR[centring(self.spacegroup)]
             self.remaining = {e: n * factor for e, n in self.formula.items()}
             self.phase, self.field, self.offset = "cell", 0, 0

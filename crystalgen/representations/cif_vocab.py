@@ -83,6 +83,7 @@ class Vocabulary:
                        *self.multiplicities)
         self.ids = {token: i for i, token in enumerate(self.tokens)}
         self.element_set = frozenset(self.elements)
+        self.spacegroup_number = {token: n for n, token in enumerate(self.spacegroups, start=1)}
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -166,7 +167,7 @@ class Vocabulary:
             sites.append(CanonicalSite(element, int(multiplicity[len(MULT_PREFIX):]), frac))
         if not sites:
             raise CifTokenError("the atom-site loop is empty")
-        return CanonicalCif(tuple(formula), self.spacegroups.index(group) + 1, tuple(cell), tuple(sites))
+        return CanonicalCif(tuple(formula), self.spacegroup_number[group], tuple(cell), tuple(sites))
 
     def _token(self, i: int) -> str:
         if not 0 <= int(i) < len(self.tokens):
