@@ -34,9 +34,11 @@ class Representation(Protocol):
 
     Some representations have encodings that describe no crystal: token sequences, SLICES strings
     and voxel images, above all generated ones. Such a representation sets the class attribute
-    ``decoder_can_fail = True``; its ``decode`` then raises a :class:`DecodeFailure` naming the
-    cause instead of returning a wrong crystal, and the
-    round-trip benchmark and every sampler that uses it count those failures by cause. Without the
+    ``decoder_can_fail = True``. Its ``decode`` raises a :class:`DecodeFailure` naming the cause
+    when an encoding describes no crystal, and the round-trip benchmark and every sampler that
+    uses it count those failures by cause. A decoder that rebuilds geometry the encoding does not
+    store (SLICES keeps only the bond graph) also returns crystals that are only close to the
+    original; its round-trip benchmark reports how often they still match. Without the
     attribute, the promise is exact inversion of every encoding ``encode`` makes.
     """
 
