@@ -26,6 +26,7 @@ class TransformerConfig:
     layers: int = 4
     heads: int = 6
     mlp_ratio: int = 4
+    #: Dropout on the attention weights, in training only.
     dropout: float = 0.0
 
 
