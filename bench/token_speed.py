@@ -20,7 +20,7 @@ from pathlib import Path
 
 from crystalgen.data import load_protocol
 from crystalgen.generators.target import Target
-from crystalgen.metrics.cif_validity import CifCheckCounts
+from crystalgen.metrics.check_counts import CheckCounts
 from crystalgen.models import load_model
 
 
@@ -44,7 +44,7 @@ def main() -> None:
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "settings": {}}
     for use_cache in (True, False):
         model.decoding = replace(shipped, use_cache=use_cache, batch_size=len(targets))
-        model.check_counts = CifCheckCounts()
+        model.check_counts = CheckCounts()
         tokens_before = model.decoded_tokens
         start = time.perf_counter()
         samples = model.sample(targets, n=1, seed=0)

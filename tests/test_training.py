@@ -98,3 +98,31 @@ def test_ddp_with_two_gloo_processes_keeps_replicas_identical(tmp_path):
     assert ranks[0][0] == ranks[1][0] == "2"
     assert ranks[0] == ranks[1]  # gradients were averaged: both replicas took the same steps
     assert (tmp_path / STATE_FILE).is_file()
+
+
+def _bucketed_trainer(tmp_path, sizes, seed=0):
+    items = list(range(len(sizes)))
+    return Trainer(torch.nn.Linear(1, 1), items, TrainConfig(batch_size=8, seed=seed), tmp_path, sizes=sizes)
+
+
+def test_sized_items_are_batched_with_similar_sizes_and_each_epoch_is_a_permutation(tmp_path):
+    sizes = torch.randint(10, 400, (1600,), generator=torch.Generator().manual_seed(3)).tolist()
+    bucketed = _bucketed_trainer(tmp_path, sizes)
+    plain = Trainer(torch.nn.Linear(1, 1), list(range(1600)), TrainConfig(batch_size=8), tmp_path)
+    per_epoch = 1600 // 8
+
+    def padding(trainer):  # padded positions over a whole epoch
+        return sum(max(sizes[i] for i in b) * len(b) - sum(sizes[i] for i in b)
+                   for b in (trainer.batch_indices(s) for s in range(per_epoch)))
+
+    assert padding(bucketed) < 0.2 * padding(plain)
+    epoch = [i for s in range(per_epoch) for i in bucketed.batch_indices(s)]
+    assert sorted(epoch) == list(range(1600))
+    # batches come in a random order, not from shortest to longest
+    means = [sum(sizes[i] for i in bucketed.batch_indices(s)) / 8 for s in range(per_epoch)]
+    assert means != sorted(means)
+    # seeded: another trainer with the same seed draws the same batches, another seed others
+    assert _bucketed_trainer(tmp_path, sizes).batch_indices(5) == bucketed.batch_indices(5)
+    assert _bucketed_trainer(tmp_path, sizes, seed=1).batch_indices(5) != bucketed.batch_indices(5)
+    with pytest.raises(ValueError, match="sizes"):
+        Trainer(torch.nn.Linear(1, 1), list(range(1600)), TrainConfig(), tmp_path, sizes=sizes[:-1])

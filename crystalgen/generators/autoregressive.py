@@ -2,14 +2,15 @@
 (:class:`~crystalgen.nn.transformer.DecoderTransformer`) over a tokenizer, trained with the shared
 :class:`~crystalgen.training.Trainer` on next-token prediction.
 
-Tokenizer today: ``cif-tokens`` (:mod:`crystalgen.representations.cif_tokens`). CSP prompts are
-``data_`` and the target's formula, then the space-group keyword, and the target's group when it
-gives one; generation from scratch starts from ``data_`` alone (the formula is sampled,
-within the target's element set if it has one). Decoding is batched, with a key-value cache, temperature and top-k, and constrained by
-the grammar (:mod:`crystalgen.representations.cif_grammar`): every token outside what the canonical
-CIF allows next is masked, so each sample states exactly the requested composition. Every
-sequence then goes through the checks of :mod:`crystalgen.metrics.cif_validity`; those that fail
-are left out of the samples and counted by cause in :attr:`AutoregressiveGenerator.check_counts`.
+Tokenizers (:mod:`crystalgen.generators.tokenizers`): ``cif-tokens``, canonical symmetric CIFs,
+whose CSP prompts are ``data_``, the target's formula, the space-group keyword and the target's
+group when it gives one; and ``slices``, SLICES-style strings, whose CSP prompts are the target's
+atoms. Generation from scratch starts from the start token alone (the atoms are sampled, within
+the target's element set if it has one). Decoding is batched, with a key-value cache, temperature
+and top-k, and constrained by the tokenizer's grammar: every token outside what the canonical form
+allows next is masked, so each sample has exactly the requested composition. Every sequence then
+goes through the tokenizer's checks; those that fail are left out of the samples and counted by
+cause in :attr:`AutoregressiveGenerator.check_counts`.
 
 Config (YAML, see ``configs/models/cif-tokens-*.yaml``)::
 
@@ -40,16 +41,17 @@ from crystalgen.devices import resolve_device
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators.base import Generator, SampleOptions, Target
 from crystalgen.generators.template import SPACEGROUP_PROPERTY
-from crystalgen.metrics.cif_validity import CifCheckCounts, check_sequence
+from crystalgen.generators.tokenizers import TOKENIZERS, build_tokenizer
+from crystalgen.metrics.check_counts import CheckCounts
 from crystalgen.models.base import TrainingRun, load_weights
 from crystalgen.models.capabilities import CSP, GEN, Capabilities
 from crystalgen.nn.transformer import DecoderTransformer, TransformerConfig, sample_next
-from crystalgen.representations.cif_grammar import CifDecodingState
-from crystalgen.representations.cif_tokens import CifTokens
-from crystalgen.representations.cif_vocab import DATA, PAD, SPACEGROUP
 from crystalgen.training.fitting import TrainsOnProtocol
 
-TOKENIZERS = ("cif-tokens",)
+#: Every tokenizer pads with id 0.
+PAD_ID = 0
+#: Atom count cap for a model whose config never recorded its training set's largest cell.
+_NO_ATOM_LIMIT = 10_000
 _MODEL_KEYS = {f.name for f in fields(TransformerConfig)} - {"vocab_size"}
 
 
@@ -73,8 +75,8 @@ class TokenBatch:
 
 
 def collate_tokens(items: list[torch.Tensor]) -> TokenBatch:
-    """Pad token sequences (PAD is id 0) into one batch."""
-    return TokenBatch(nn.utils.rnn.pad_sequence(items, batch_first=True, padding_value=0))
+    """Pad token sequences into one batch."""
+    return TokenBatch(nn.utils.rnn.pad_sequence(items, batch_first=True, padding_value=PAD_ID))
 
 
 class TokenLanguageModel(nn.Module):
@@ -95,8 +97,9 @@ class AutoregressiveGenerator(TrainsOnProtocol, Generator):
 
     @classmethod
     def capabilities_for(cls, config: dict) -> Capabilities:
-        # a model of whole sequences, formula included, serves both tasks
-        return Capabilities(tasks=frozenset({CSP, GEN}), conditions=frozenset({"composition", "spacegroup", "elements"}),
+        # a model of whole sequences, atoms included, serves both tasks
+        tokenizer = TOKENIZERS.get(config.get("tokenizer", "cif-tokens"), TOKENIZERS["cif-tokens"])
+        return Capabilities(tasks=frozenset({CSP, GEN}), conditions=tokenizer.conditions | {"elements"},
                             options=frozenset({"temperature", "top_k", "device"}), trained=True)
 
     def __init__(self, config: dict | None = None) -> None:
@@ -104,19 +107,16 @@ class AutoregressiveGenerator(TrainsOnProtocol, Generator):
 
         super().__init__(config)
         self.task = self.config.setdefault("task", CSP)
-        if self.task != CSP:
-            raise CrystalgenInputError(f"autoregressive task must be 'csp', got {self.task!r}")
-        tokenizer = self.config.setdefault("tokenizer", TOKENIZERS[0])
-        if tokenizer not in TOKENIZERS:
-            raise CrystalgenInputError(f"unknown tokenizer {tokenizer!r}; choose from {', '.join(TOKENIZERS)}")
-        self.tokens = CifTokens()
-        self.vocabulary = self.tokens.vocabulary
+        if self.task not in (CSP, GEN):
+            raise CrystalgenInputError(f"autoregressive task must be 'csp' or 'gen', got {self.task!r}")
+        self.tokenizer = build_tokenizer(self.config.setdefault("tokenizer", "cif-tokens"))
+        self.vocabulary = self.tokenizer.vocabulary
         defaults = TransformerConfig(vocab_size=len(self.vocabulary))
         settings = checked_section("model", self.config.get("model"), {k: getattr(defaults, k) for k in _MODEL_KEYS})
         self.model = TokenLanguageModel(TransformerConfig(vocab_size=len(self.vocabulary), **settings))
         self.train_config: TrainConfig = section_dataclass(self.config, "training", TrainConfig)
         self.decoding: DecodingConfig = section_dataclass(self.config, "sampling", DecodingConfig)
-        self.check_counts = CifCheckCounts()
+        self.check_counts = CheckCounts()
         #: Positions decoded so far (prompts and forced tokens included), for speed measurements.
         self.decoded_tokens = 0
         self._fitted = False
@@ -132,8 +132,8 @@ class AutoregressiveGenerator(TrainsOnProtocol, Generator):
         sequences, left_out = [], {"not encodable": 0, "longer than max_len": 0}
         for crystal in train:
             try:
-                ids = self.tokens.encode(crystal)
-            except Exception:  # spglib or the fixed-width fields cannot describe it
+                ids = self.tokenizer.encode(crystal)
+            except Exception:  # spglib, the fixed-width fields or the image labels cannot describe it
                 left_out["not encodable"] += 1
                 continue
             if len(ids) > self.model.net.config.max_len:
@@ -145,7 +145,8 @@ class AutoregressiveGenerator(TrainsOnProtocol, Generator):
         self.config.setdefault("max_atoms", max(c.num_atoms for c in train))
         if self.config.get("init_from"):  # continue a run of an earlier session from its shipped weights
             self._initialise_from(str(self.config["init_from"]))
-        self.training_summary = train_model(self.model, sequences, self.train_config, run, collate_fn=collate_tokens)
+        self.training_summary = train_model(self.model, sequences, self.train_config, run, collate_fn=collate_tokens,
+                                            sizes=[len(s) for s in sequences])
         self.training_summary["left_out"] = left_out
         self.training_summary["tokens_per_sequence"] = float(np.mean([len(s) for s in sequences]))
         self.model.cpu()
@@ -175,38 +176,27 @@ class AutoregressiveGenerator(TrainsOnProtocol, Generator):
                                        "formula comes first in a CIF)")
 
     def prompt(self, target: Target) -> list[int]:
-        """CSP: ``data_``, the formula (pymatgen's element order), the space-group keyword, and the
-        group if given; generation from scratch: ``data_`` alone."""
-        from crystalgen.representations.cif_tokens import formula_order
-
-        if target.composition is None:
-            return [self.vocabulary.id(DATA)]
-        tokens = [DATA]
-        for element, count in formula_order({el.symbol: int(round(n)) for el, n in target.composition.items()}):
-            tokens += [element, *str(count)]
-        ids = [self.vocabulary.id(t) for t in tokens + [SPACEGROUP]]
-        if target.spacegroup is not None:
-            ids.append(self.vocabulary.spacegroup_id(target.spacegroup))
-        return ids
+        """The tokenizer's prompt for the target's composition (and space group), or its start token alone."""
+        composition = None if target.composition is None else _counts(target)
+        return self.tokenizer.prompt(composition, target.spacegroup)
 
     def _sample(self, targets: list[Target], n: int, seed: int, options: SampleOptions) -> list[list[Crystal]]:
         device = resolve_device(options.device or "cpu")
         self.model.to(device)
         generator = torch.Generator(device).manual_seed(seed)
         repeated = [t for t in targets for _ in range(n)]
-        formulas = [None if t.composition is None else {el.symbol: int(round(c)) for el, c in t.composition.items()}
-                    for t in repeated]
+        formulas = [None if t.composition is None else _counts(t) for t in repeated]
         out: list[list[Crystal]] = [[] for _ in targets]
         size = self.decoding.batch_size
         for start in range(0, len(repeated), size):
             sequences = self.decode(repeated[start:start + size], generator, options, device)
-            for offset, ids in enumerate(sequences):
-                index = start + offset
-                checked = check_sequence(self.vocabulary, ids, formulas[index])
+            for offset, checked in enumerate(self.tokenizer.check(sequences, formulas[start:start + size])):
                 self.check_counts.add(checked)
                 if checked.crystal is not None:
-                    checked.crystal.properties[SPACEGROUP_PROPERTY] = float(checked.cif.spacegroup)
-                    out[index // n].append(checked.crystal)
+                    spacegroup = self.tokenizer.stated_spacegroup(checked)
+                    if spacegroup is not None:
+                        checked.crystal.properties[SPACEGROUP_PROPERTY] = float(spacegroup)
+                    out[(start + offset) // n].append(checked.crystal)
         return out
 
     @torch.no_grad()
@@ -216,11 +206,12 @@ class AutoregressiveGenerator(TrainsOnProtocol, Generator):
         temperature = options.temperature or self.decoding.temperature
         top_k = options.top_k or self.decoding.top_k or None
         net = self.model.net
-        states = [CifDecodingState(self.vocabulary, self.prompt(t), t.elements) for t in targets]
+        max_atoms = int(self.config.get("max_atoms", 0)) or _NO_ATOM_LIMIT
+        states = [self.tokenizer.decoding_state(self.prompt(t), t.elements, max_atoms) for t in targets]
         cache = net.new_cache() if self.decoding.use_cache else None
         sequence = torch.zeros(len(states), 0, dtype=torch.long, device=device)
         allowed = torch.zeros(len(states), len(self.vocabulary), dtype=torch.bool)
-        first = torch.tensor([s.allowed()[0] for s in states], device=device)  # data_
+        first = torch.tensor([s.allowed()[0] for s in states], device=device)  # the start token
         for state, token in zip(states, first.tolist()):
             state.push(token)
         sequence = first[:, None]
@@ -235,8 +226,7 @@ class AutoregressiveGenerator(TrainsOnProtocol, Generator):
             for state, t in zip(states, token.tolist()):
                 state.push(t)
             sequence = torch.cat([sequence, token[:, None]], dim=1)
-        pad = self.vocabulary.id(PAD)
-        decoded = [[t for t in row if t != pad] for row in sequence.tolist()]
+        decoded = [[t for t in row if t != PAD_ID] for row in sequence.tolist()]
         self.decoded_tokens += sum(len(row) for row in decoded)
         return decoded
 
@@ -265,6 +255,10 @@ class AutoregressiveGenerator(TrainsOnProtocol, Generator):
             lines += (f"- **Training structures left out:** {summary['left_out']}; mean "
                       f"{summary['tokens_per_sequence']:.1f} tokens per sequence\n")
         return lines
+
+
+def _counts(target: Target) -> dict[str, int]:
+    return {el.symbol: int(round(n)) for el, n in target.composition.items()}
 
 
 __all__ = ["AutoregressiveGenerator", "DecodingConfig", "TokenBatch", "TokenLanguageModel", "collate_tokens"]

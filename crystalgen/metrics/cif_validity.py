@@ -6,8 +6,7 @@ In order, the first that fails names the cause:
    crystal whose sites' multiplicities add up to the formula
    (:func:`crystalgen.representations.cif_tokens.expand`);
 2. ``formula``: the formula is the prompt's (the same element counts per primitive cell);
-3. ``cell-sanity``: lengths within [:data:`MIN_LENGTH`, :data:`MAX_LENGTH`] Å, angles within
-   [:data:`MIN_ANGLE`, :data:`MAX_ANGLE`] degrees;
+3. ``cell-sanity``: lengths within :data:`CELL_LENGTHS` Å, angles within :data:`CELL_ANGLES` degrees;
 4. ``bond-length``: no two atoms closer than :data:`~crystalgen.metrics.validity.MIN_DISTANCE` Å
    (the structural-validity rule of every benchmark here);
 5. ``spacegroup``: spglib at symprec 0.1 finds the stated space group.
@@ -15,16 +14,15 @@ In order, the first that fails names the cause:
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from crystalgen.crystal import Crystal
 from crystalgen.metrics.validity import MIN_DISTANCE, min_interatomic_distance
 from crystalgen.representations.cif_tokens import CifDecodeError, expand, symmetrised_cell
 from crystalgen.representations.cif_vocab import CanonicalCif, CifTokenError, Vocabulary
 
-MIN_LENGTH, MAX_LENGTH = 1.0, 60.0
-MIN_ANGLE, MAX_ANGLE = 20.0, 160.0
+#: Sane cell lengths (Å) and angles (degrees), inclusive.
+CELL_LENGTHS, CELL_ANGLES = (1.0, 60.0), (20.0, 160.0)
 #: The tolerance at which the stated space group must be found (the issue's, and spglib's usual).
 CHECK_SYMPREC = 0.1
 CHECKS = ("parse", "cell", "multiplicity", "overlap", "composition", "formula", "cell-sanity", "bond-length",
@@ -40,25 +38,11 @@ class CheckedCif:
     failure: str | None = None
 
 
-@dataclass
-class CifCheckCounts:
-    """Failures by check over many generated sequences."""
-
-    total: int = 0
-    failures: Counter = field(default_factory=Counter)
-
-    def add(self, checked: CheckedCif) -> None:
-        self.total += 1
-        if checked.failure:
-            self.failures[checked.failure] += 1
-
-    @property
-    def valid_rate(self) -> float:
-        return 1.0 - sum(self.failures.values()) / self.total if self.total else float("nan")
-
-    def as_dict(self) -> dict:
-        return {"total": self.total, "valid": self.total - sum(self.failures.values()),
-                "valid_rate": self.valid_rate, "failures": dict(self.failures.most_common())}
+def cell_is_sane(parameters) -> bool:
+    """Whether cell parameters (a, b, c, alpha, beta, gamma) are within :data:`CELL_LENGTHS` and :data:`CELL_ANGLES`."""
+    lengths, angles = parameters[:3], parameters[3:]
+    return (CELL_LENGTHS[0] <= min(lengths) and max(lengths) <= CELL_LENGTHS[1]
+            and CELL_ANGLES[0] <= min(angles) and max(angles) <= CELL_ANGLES[1])
 
 
 def check_sequence(vocabulary: Vocabulary, ids: list[int], prompt_formula: dict[str, int] | None = None,
@@ -77,8 +61,7 @@ def check_sequence(vocabulary: Vocabulary, ids: list[int], prompt_formula: dict[
     if prompt_formula is not None and dict(cif.formula) != dict(prompt_formula):
         return CheckedCif(cif, None, "formula")
     params = symmetrised_cell(cif.spacegroup, cif.cell)
-    if not (MIN_LENGTH <= params[:3].min() and params[:3].max() <= MAX_LENGTH
-            and MIN_ANGLE <= params[3:].min() and params[3:].max() <= MAX_ANGLE):
+    if not cell_is_sane(params):
         return CheckedCif(cif, None, "cell-sanity")
     if crystal.num_atoms > 1 and min_interatomic_distance(crystal) < MIN_DISTANCE:
         return CheckedCif(cif, None, "bond-length")
@@ -89,4 +72,4 @@ def check_sequence(vocabulary: Vocabulary, ids: list[int], prompt_formula: dict[
     return CheckedCif(cif, crystal)
 
 
-__all__ = ["CHECKS", "CheckedCif", "CifCheckCounts", "check_sequence"]
+__all__ = ["CELL_ANGLES", "CELL_LENGTHS", "CHECKS", "CheckedCif", "cell_is_sane", "check_sequence"]

@@ -8,7 +8,9 @@ sequences, voxel grids): a ``collate_fn`` supplied with them turns a list of ite
 with a ``.to(device)`` method (by default :func:`crystalgen.batch.collate` of crystals). Batches
 are drawn from a per-epoch permutation of the items seeded by (seed, epoch), so a resumed run sees
 exactly the batches an uninterrupted one would have; under DDP each rank takes every
-world_size-th item of it.
+world_size-th item of it. When the items have sizes (token sequences of different lengths), each
+epoch's batches are cut from size-sorted pools of :data:`BUCKET_POOL_BATCHES` batches, then put
+in a seeded random order, so padding costs little and every batch is still a random draw.
 
 Devices: the model, its batches and its random generator live on one device (``cpu`` or
 ``cuda``; ``auto`` picks CUDA when present); DDP uses NCCL on CUDA and gloo on the CPU, and
@@ -84,6 +86,11 @@ def _tensorboard_writer(out: Path):
     except ImportError:
         return False
     return SummaryWriter(str(out / TENSORBOARD_DIR))
+
+
+#: Batches per size-sorted pool when items have sizes: large enough that batches are nearly
+#: uniform in size, small enough that every part of an epoch mixes long and short items.
+BUCKET_POOL_BATCHES = 50
 
 
 @dataclass(frozen=True)
@@ -185,8 +192,12 @@ class EMA:
 class Trainer:
     def __init__(self, model: nn.Module, train: Sequence[Any], config: TrainConfig, out: str | os.PathLike,
                  context: DistributedContext | None = None, collate_fn: Callable[[list[Any]], Any] = collate,
-                 device: torch.device | str = "cpu", bf16: bool = False):
+                 device: torch.device | str = "cpu", bf16: bool = False, sizes: Sequence[int] | None = None):
         self.train, self.config, self.out = list(train), config, Path(out)
+        if sizes is not None and len(sizes) != len(self.train):
+            raise ValueError(f"{len(sizes)} sizes for {len(self.train)} training items")
+        self.sizes = None if sizes is None else torch.as_tensor(list(sizes))
+        self._epoch_batches: tuple[int, list[torch.Tensor]] | None = None
         self.context = context or DistributedContext()
         self.collate_fn = collate_fn
         self.device = torch.device(device)
@@ -210,12 +221,27 @@ class Trainer:
     # ------------------------------------------------------------------ batches
     def batch_indices(self, step: int) -> list[int]:
         """Indices of this rank's batch at ``step``: a slice of the seeded permutation of its epoch."""
-        per_epoch = max(1, len(self.train) // (self.config.batch_size * self.context.world_size))
-        epoch, position = divmod(step, per_epoch)
-        order = torch.randperm(len(self.train), generator=torch.Generator().manual_seed(self.config.seed * 100_003 + epoch))
         global_batch = self.config.batch_size * self.context.world_size
-        chunk = order[position * global_batch:(position + 1) * global_batch]
+        per_epoch = max(1, len(self.train) // global_batch)
+        epoch, position = divmod(step, per_epoch)
+        if self._epoch_batches is None or self._epoch_batches[0] != epoch:
+            self._epoch_batches = (epoch, self._batches_of_epoch(epoch, global_batch, per_epoch))
+        chunk = self._epoch_batches[1][position]
         return chunk[self.context.rank::self.context.world_size].tolist()
+
+    def _batches_of_epoch(self, epoch: int, global_batch: int, per_epoch: int) -> list[torch.Tensor]:
+        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+        order = torch.randperm(len(self.train), generator=generator)
+        if self.sizes is None:
+            return [order[k * global_batch:(k + 1) * global_batch] for k in range(per_epoch)]
+        pool = BUCKET_POOL_BATCHES * global_batch
+        # within each pool, sorted by size; a stable sort keeps the random order among equal sizes
+        pools = [chunk[torch.sort(self.sizes[chunk], stable=True).indices] for chunk in order.split(pool)]
+        batches = [b for chunk in pools for b in chunk.split(global_batch) if len(b) == global_batch]
+        if len(batches) < per_epoch:  # pools that do not divide into full batches: top up from the permutation
+            batches += [order[k * global_batch:(k + 1) * global_batch] for k in range(per_epoch - len(batches))]
+        shuffle = torch.randperm(len(batches), generator=generator)[:per_epoch]
+        return [batches[k] for k in shuffle.tolist()]
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -372,9 +398,9 @@ class Trainer:
 
 
 def train_model(model: nn.Module, train: Sequence[Any], config: TrainConfig, run: TrainingRun | None = None,
-                collate_fn: Callable[[list[Any]], Any] = collate) -> dict:
+                collate_fn: Callable[[list[Any]], Any] = collate, sizes: Sequence[int] | None = None) -> dict:
     """Run the training loop on ``model`` (in ``run.run_dir``, or a scratch folder, on ``run.device``),
-    then load the EMA weights into it; returns the summary a model card reports (steps, wall time,
+    then load the EMA weights into it (``sizes``: batch items of similar size together); returns the summary a model card reports (steps, wall time,
     whether finished, the training settings, processes, device, last logged losses)."""
     import tempfile
 
@@ -383,7 +409,7 @@ def train_model(model: nn.Module, train: Sequence[Any], config: TrainConfig, run
     context = DistributedContext.from_environment(device)
     with tempfile.TemporaryDirectory() as scratch:
         trainer = Trainer(model, train, config, run.run_dir or scratch, context, collate_fn,
-                          context.local_device(device), run.bf16)
+                          context.local_device(device), run.bf16, sizes)
         logged = trainer.run(resume=run.resume, time_limit_s=run.time_limit_s)
         context.close()  # not on an error: a barrier with a failed rank would never return
     model.load_state_dict(trainer.ema.shadow)
