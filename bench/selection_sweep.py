@@ -5,9 +5,12 @@
         --out docs/reports/wyckoff-refine-sweep/mp_20.json
     CRYSTALGEN_DATA_DIR=../shared/data python bench/selection_sweep.py --model cif-tokens-perov_5 \
         --setting temperature --values 0.3,0.6,1.0 --limit 400 --out docs/reports/cif-tokens/temperature-perov_5.json
+    CRYSTALGEN_DATA_DIR=../shared/data python bench/selection_sweep.py --model cif-tokens-perov_5 \
+        --setting candidates --values 4 --pick most-likely --limit 400 --out docs/reports/cif-tokens/candidates-perov_5.json
 
 Settings: ``refine_time`` (a Wyckoff checkpoint's ``templates.refine_time``; its refinement steps
-stay the checkpoint's), or a sample option (``temperature``, ``top_k``, ``sampler_steps``). The
+stay the checkpoint's), ``candidates`` (a token checkpoint's ``sampling.candidates``: draws per
+sample, the first valid or, with ``--pick most-likely``, the most likely kept), or a sample option (``temperature``, ``top_k``, ``sampler_steps``). The
 first proposal for each of the first ``--limit`` selection-split structures is compared with the
 structure (``StructureMatcher(0.5, 0.3, 10)``). The selection split, never the test split, is
 what such settings are chosen on. Prints JSON, and writes it after every value.
@@ -31,9 +34,12 @@ from crystalgen.models import load_model
 SAMPLE_OPTIONS = {"temperature": float, "top_k": int, "sampler_steps": int}
 
 
-def _sample_with(model, setting: str, value: float, targets: list[Target], seed: int):
+def _sample_with(model, setting: str, value: float, targets: list[Target], seed: int, pick: str):
     if setting == "refine_time":
         model.templates = replace(model.templates, refine_time=value)
+        return model.sample(targets, n=1, seed=seed)
+    if setting == "candidates":
+        model.decoding = replace(model.decoding, candidates=int(value), pick=pick)
         return model.sample(targets, n=1, seed=seed)
     return model.sample(targets, n=1, seed=seed, options=SampleOptions(**{setting: SAMPLE_OPTIONS[setting](value)}))
 
@@ -43,9 +49,10 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
-    parser.add_argument("--setting", required=True, choices=["refine_time", *SAMPLE_OPTIONS])
+    parser.add_argument("--setting", required=True, choices=["refine_time", "candidates", *SAMPLE_OPTIONS])
     parser.add_argument("--values", required=True, help="Comma-separated values to try.")
     parser.add_argument("--limit", type=int, default=400)
+    parser.add_argument("--pick", default="first-valid", help="With --setting candidates: first-valid or most-likely.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="Also write the JSON here.")
     args = parser.parse_args()
@@ -58,9 +65,11 @@ def main() -> None:
     matcher = StructureMatcher(stol=0.5, ltol=0.3, angle_tol=10)
     report = {"model": args.model, "protocol": model.config["protocol"], "split": "selection", "n": len(crystals),
               "seed": args.seed, "setting": args.setting, "points": []}
+    if args.setting == "candidates":
+        report["pick"] = args.pick
     for value in (float(v) for v in args.values.split(",")):
         start = time.perf_counter()
-        proposals = _sample_with(model, args.setting, value, targets, args.seed)
+        proposals = _sample_with(model, args.setting, value, targets, args.seed, args.pick)
         sample_s = time.perf_counter() - start
         hits = np.array([bool(group) and matcher.fit(group[0].to_structure(), truth)
                          for group, truth in zip(proposals, truths)])

@@ -192,3 +192,33 @@ def test_training_can_continue_from_a_saved_checkpoint(overfitted, tmp_path):
     with pytest.raises(CrystalgenInputError, match="do not match its config"):
         AutoregressiveGenerator({"name": "x", "model": {**TINY, "dim": 16}, "init_from": str(tmp_path / "first"),
                                  "training": {"steps": 1}}).fit_crystals([crystal], TrainingRun())
+
+
+def test_several_draws_per_sample_keep_the_first_or_the_most_likely_valid_ones(overfitted):
+    from dataclasses import replace
+
+    target = [Target.parse("SrTiO3")]
+    hot = overfitted_options(temperature=1.5)
+    greedy = overfitted.decoding
+    overfitted.decoding = replace(greedy, top_k=0)  # the fixture decodes greedily
+    sequences, scores = overfitted.decode(target * 6, torch.Generator().manual_seed(0), hot, torch.device("cpu"))
+    assert len(scores) == 6 and all(s <= 0 for s in scores) and len(set(scores)) > 1
+    before = overfitted.check_counts.total
+    picked = {}
+    for pick in ("most-likely", "first-valid"):  # one batch, as decoded above
+        overfitted.decoding = replace(greedy, top_k=0, candidates=6, batch_size=8, pick=pick)
+        try:
+            picked[pick] = overfitted.sample(target, n=1, seed=0, options=hot)[0]
+        finally:
+            overfitted.decoding = greedy
+    best = picked["most-likely"]
+    assert overfitted.check_counts.total - before == 12 and len(best) == 1
+    # the kept one is the most likely of the same six draws that passed the checks
+    checks = overfitted.tokenizer.check(sequences, [{"Sr": 1, "Ti": 1, "O": 3}] * 6)
+    valid = [(s, c.crystal) for s, c in zip(scores, checks) if c.crystal is not None]
+    assert best[0].frac_coords.tolist() == max(valid, key=lambda v: v[0])[1].frac_coords.tolist()
+    assert picked["first-valid"][0].frac_coords.tolist() == valid[0][1].frac_coords.tolist()
+    with pytest.raises(CrystalgenInputError, match="candidates"):
+        AutoregressiveGenerator({"name": "x", "sampling": {"candidates": 0}})
+    with pytest.raises(CrystalgenInputError, match="pick"):
+        AutoregressiveGenerator({"name": "x", "sampling": {"pick": "best"}})

@@ -45,9 +45,10 @@ from crystalgen.generators.tokenizers import TOKENIZERS, build_tokenizer
 from crystalgen.metrics.check_counts import CheckCounts
 from crystalgen.models.base import TrainingRun, load_weights
 from crystalgen.models.capabilities import CSP, GEN, Capabilities
-from crystalgen.nn.transformer import DecoderTransformer, TransformerConfig, sample_next
+from crystalgen.nn.transformer import DecoderTransformer, TransformerConfig, masked_log_probs, sample_next
 from crystalgen.training.fitting import TrainsOnProtocol
 
+CANDIDATE_PICKS = ("first-valid", "most-likely")
 #: Every tokenizer pads with id 0.
 PAD_ID = 0
 #: Atom count cap for a model whose config never recorded its training set's largest cell.
@@ -64,6 +65,17 @@ class DecodingConfig:
     batch_size: int = 512
     #: Whether to reuse each layer's keys and values (False recomputes the whole prefix each step).
     use_cache: bool = True
+    #: Sequences drawn per requested sample, of which n that pass the checks are kept. 1 keeps every draw.
+    candidates: int = 1
+    #: Which n of the candidates: "first-valid" (in the order drawn: a failed draw is replaced by
+    #: the next one) or "most-likely" (under the model, grammar masked, temperature 1).
+    pick: str = "first-valid"
+
+    def __post_init__(self) -> None:
+        if self.candidates < 1:
+            raise CrystalgenInputError(f"sampling.candidates must be at least 1, got {self.candidates}")
+        if self.pick not in CANDIDATE_PICKS:
+            raise CrystalgenInputError(f"sampling.pick must be one of {', '.join(CANDIDATE_PICKS)}, got {self.pick!r}")
 
 
 @dataclass
@@ -184,25 +196,30 @@ class AutoregressiveGenerator(TrainsOnProtocol, Generator):
         device = resolve_device(options.device or "cpu")
         self.model.to(device)
         generator = torch.Generator(device).manual_seed(seed)
-        repeated = [t for t in targets for _ in range(n)]
+        draws = n * self.decoding.candidates
+        repeated = [t for t in targets for _ in range(draws)]
         formulas = [None if t.composition is None else _counts(t) for t in repeated]
-        out: list[list[Crystal]] = [[] for _ in targets]
+        scored: list[list[tuple[float, int, Crystal]]] = [[] for _ in targets]
         size = self.decoding.batch_size
         for start in range(0, len(repeated), size):
-            sequences = self.decode(repeated[start:start + size], generator, options, device)
-            for offset, checked in enumerate(self.tokenizer.check(sequences, formulas[start:start + size])):
+            sequences, log_likelihoods = self.decode(repeated[start:start + size], generator, options, device)
+            checks = self.tokenizer.check(sequences, formulas[start:start + size])
+            for offset, (checked, score) in enumerate(zip(checks, log_likelihoods)):
                 self.check_counts.add(checked)
                 if checked.crystal is not None:
                     spacegroup = self.tokenizer.stated_spacegroup(checked)
                     if spacegroup is not None:
                         checked.crystal.properties[SPACEGROUP_PROPERTY] = float(spacegroup)
-                    out[(start + offset) // n].append(checked.crystal)
-        return out
+                    scored[(start + offset) // draws].append((score, start + offset, checked.crystal))
+        if self.decoding.pick == "most-likely":
+            scored = [sorted(group, key=lambda g: (-g[0], g[1])) for group in scored]
+        return [[crystal for _, _, crystal in group[:n]] for group in scored]
 
     @torch.no_grad()
     def decode(self, targets: list[Target], generator: torch.Generator, options: SampleOptions,
-               device: torch.device) -> list[list[int]]:
-        """Grammar-constrained decoding of one sequence per target, one position per step for every sequence."""
+               device: torch.device) -> tuple[list[list[int]], list[float]]:
+        """Grammar-constrained decoding of one sequence per target, one position per step for every
+        sequence; also each sequence's log-likelihood under the model (masked, temperature 1)."""
         temperature = options.temperature or self.decoding.temperature
         top_k = options.top_k or self.decoding.top_k or None
         net = self.model.net
@@ -215,6 +232,7 @@ class AutoregressiveGenerator(TrainsOnProtocol, Generator):
         for state, token in zip(states, first.tolist()):
             state.push(token)
         sequence = first[:, None]
+        log_likelihood = torch.zeros(len(states), dtype=torch.float64, device=device)
         for _ in range(net.config.max_len - 1):
             if all(s.finished for s in states):
                 break
@@ -222,22 +240,26 @@ class AutoregressiveGenerator(TrainsOnProtocol, Generator):
             allowed.zero_()
             for row, state in enumerate(states):
                 allowed[row, state.allowed()] = True
-            token = sample_next(logits, allowed.to(device), temperature, top_k, generator)
+            mask = allowed.to(device)
+            token = sample_next(logits, mask, temperature, top_k, generator)
+            log_likelihood += masked_log_probs(logits, mask).gather(1, token[:, None]).squeeze(1).double()
             for state, t in zip(states, token.tolist()):
                 state.push(t)
             sequence = torch.cat([sequence, token[:, None]], dim=1)
         decoded = [[t for t in row if t != PAD_ID] for row in sequence.tolist()]
         self.decoded_tokens += sum(len(row) for row in decoded)
-        return decoded
+        return decoded, log_likelihood.tolist()
 
     def sampling_report(self) -> dict:
         return self.check_counts.as_dict()
 
     def describe_sampling(self, options: SampleOptions | None = None) -> str:
         options = options or SampleOptions()
+        best_of = (f", the {self.decoding.pick} of {self.decoding.candidates} draws per sample"
+                   if self.decoding.candidates > 1 else "")
         return (f"grammar-constrained decoding, temperature {options.temperature or self.decoding.temperature:g}, "
                 f"top-k {options.top_k or self.decoding.top_k or 'off'}, key-value cache "
-                f"{'on' if self.decoding.use_cache else 'off'}")
+                f"{'on' if self.decoding.use_cache else 'off'}{best_of}")
 
     def describe_architecture(self) -> str:
         config = self.model.net.config

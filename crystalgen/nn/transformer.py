@@ -107,6 +107,11 @@ class DecoderTransformer(nn.Module):
         return self.norm(x) @ self.tokens.weight.T
 
 
+def masked_log_probs(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities (batch, vocab) of the next token among the ``allowed`` ones (-inf elsewhere)."""
+    return torch.log_softmax(logits.float().masked_fill(~allowed, float("-inf")), dim=-1)
+
+
 def sample_next(logits: torch.Tensor, allowed: torch.Tensor | None, temperature: float, top_k: int | None,
                 generator: torch.Generator | None) -> torch.Tensor:
     """One token per row of ``logits`` (batch, vocab): masked to ``allowed`` (bool, same shape), then top-k and temperature."""
@@ -119,4 +124,4 @@ def sample_next(logits: torch.Tensor, allowed: torch.Tensor | None, temperature:
     return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
 
 
-__all__ = ["DecoderTransformer", "KVCache", "TransformerConfig", "sample_next"]
+__all__ = ["DecoderTransformer", "KVCache", "TransformerConfig", "masked_log_probs", "sample_next"]
