@@ -29,7 +29,7 @@ def test_strings_and_tokens_round_trip_and_bad_ones_name_the_problem():
     ids = vocab.encode_string(ROCK_SALT)
     assert vocab.decode_string(ids) == ROCK_SALT
     assert len(ids) == 1 + 2 + 1 + 6 * 3 + 1
-    with pytest.raises(SlicesError, match="unknown slices token") as failure:
+    with pytest.raises(SlicesError, match="image label 'xyz'") as failure:
         vocab.encode_string("Na Cl 0 1 xyz")
     assert failure.value.cause == "parse"
     with pytest.raises(SlicesError, match="<eos>"):

@@ -36,7 +36,6 @@ class Tokenizer(Protocol):
     name: str
     #: Target conditions the prompt can carry (beyond an element set, which masking serves).
     conditions: frozenset[str]
-    checks: tuple[str, ...]
     vocabulary: Any
 
     def encode(self, crystal: Crystal) -> list[int]: ...
@@ -55,12 +54,10 @@ class CifTokenizer:
     conditions = frozenset({"composition", "spacegroup"})
 
     def __init__(self) -> None:
-        from crystalgen.metrics.cif_validity import CHECKS
         from crystalgen.representations.cif_tokens import CifTokens
 
         self.representation = CifTokens()
         self.vocabulary = self.representation.vocabulary
-        self.checks = CHECKS
 
     def encode(self, crystal: Crystal) -> list[int]:
         return self.representation.encode(crystal)
@@ -98,16 +95,14 @@ class SlicesTokenizer:
     conditions = frozenset({"composition"})
 
     def __init__(self) -> None:
-        from crystalgen.metrics.slices_validity import CHECKS
-        from crystalgen.representations.slices import Slices
         from crystalgen.representations.slices_tokens import slices_vocabulary
 
-        self.representation = Slices()
         self.vocabulary = slices_vocabulary()
-        self.checks = CHECKS
 
     def encode(self, crystal: Crystal) -> list[int]:
-        return self.vocabulary.encode_string(self.representation.encode(crystal))
+        from crystalgen.representations.slices import encode_graph
+
+        return self.vocabulary.graph_ids(encode_graph(crystal))
 
     def prompt(self, composition: dict[str, int] | None, spacegroup: int | None) -> list[int]:
         """The start token, and a composition's atoms in order of atomic number (as the canonical string lists them)."""

@@ -28,7 +28,7 @@ import itertools
 from functools import lru_cache
 
 from crystalgen.constants import MAX_Z
-from crystalgen.representations.slices import OFFSET_SYMBOLS, SlicesError
+from crystalgen.representations.slices import OFFSET_SYMBOLS, QuotientGraph, SlicesError
 
 PAD, START, EDGES, EOS = "<pad>", "<slices>", "<edges>", "<eos>"
 #: Most atoms a tokenised string may have (mp_20 primitive cells have up to 20).
@@ -66,19 +66,17 @@ class SlicesVocabulary:
 
     def encode_string(self, text: str) -> list[int]:
         """Token ids of a SLICES string (as :class:`~crystalgen.representations.slices.Slices` writes it)."""
-        words = text.split()
-        split = next((k for k, w in enumerate(words) if w.isdigit()), len(words))
-        atoms, edges = words[:split], words[split:]
-        if len(atoms) > MAX_NODES:
-            raise SlicesError("encode", f"{len(atoms)} atoms; slices tokens hold at most {MAX_NODES}")
-        tokens = [START, *atoms, EDGES]
-        for k in range(0, len(edges), 3):
-            i, j, label = edges[k:k + 3]
-            tokens += [f"{NODE_PREFIX}{i}", f"{NODE_PREFIX}{j}", label]
-        try:
-            return [self.ids[t] for t in tokens + [EOS]]
-        except KeyError as exc:
-            raise SlicesError("parse", f"unknown slices token {exc.args[0]!r}") from None
+        return self.graph_ids(QuotientGraph.from_string(text))
+
+    def graph_ids(self, graph: QuotientGraph) -> list[int]:
+        """Token ids of a labelled quotient graph, in the order of its canonical string."""
+        if len(graph.elements) > MAX_NODES:
+            raise SlicesError("encode", f"{len(graph.elements)} atoms; slices tokens hold at most {MAX_NODES}")
+        ids = [self.ids[START], *(self.ids[e] for e in graph.elements), self.ids[EDGES]]
+        for (i, j), offset in zip(graph.edges.tolist(), graph.offsets.tolist()):
+            label = 9 * (offset[0] + 1) + 3 * (offset[1] + 1) + (offset[2] + 1)  # LABELS is in this order
+            ids += [self.node_ids[i], self.node_ids[j], self.label_ids[label]]
+        return ids + [self.ids[EOS]]
 
     def decode_string(self, ids: list[int]) -> str:
         """The SLICES string of a token sequence; raises :class:`SlicesError` ('parse') if it is not one."""
