@@ -57,6 +57,10 @@ class SlicesVocabulary:
         self.element_ids = [self.ids[e] for e in self.elements]
         self.node_ids = [self.ids[n] for n in self.nodes]
         self.label_ids = [self.ids[label] for label in LABELS]
+        # lookups by token, so that decoding never searches a list per token
+        self.atomic_number = {e: z for z, e in enumerate(self.elements, start=1)}
+        self.node_index = {n: k for k, n in enumerate(self.nodes)}
+        self.label_index = {label: k for k, label in enumerate(LABELS)}
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -89,8 +93,7 @@ class SlicesVocabulary:
         if EDGES not in body:
             raise SlicesError("parse", f"no {EDGES} token after the atoms")
         split = body.index(EDGES)
-        nodes = set(self.nodes)
-        edges = [t[len(NODE_PREFIX):] if t in nodes else t for t in body[split + 1:]]
+        edges = [str(self.node_index[t]) if t in self.node_index else t for t in body[split + 1:]]
         return " ".join(body[:split] + edges)
 
 
@@ -165,15 +168,15 @@ class SlicesDecodingState:
             if token == EDGES:
                 self.phase = "edges"
             else:
-                self.atoms.append(self.vocab.elements.index(token) + 1)
+                self.atoms.append(self.vocab.atomic_number[token])
         elif self.phase == "edges":
             if token == EOS:
                 self.phase = "done"
             elif len(self.edge) < 2:
-                self.edge.append(int(token[len(NODE_PREFIX):]))
+                self.edge.append(self.vocab.node_index[token])
             else:
                 i, j = self.edge
-                self.last, self.edge = (i, j, LABELS.index(token)), []
+                self.last, self.edge = (i, j, self.vocab.label_index[token]), []
                 self.covered.update((i, j))
 
     @property
