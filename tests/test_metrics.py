@@ -284,7 +284,7 @@ def test_real_fingerprints_cache_and_resume(tmp_path, monkeypatch):
     fp_module.save_fingerprints(fps.subset([0]), fp_module.fingerprint_cache_path(structures, tmp_path), complete=False)
     seen = []
     real = fp_module._fingerprint_chunk
-    monkeypatch.setattr(fp_module, "_fingerprint_chunk", lambda chunk: seen.extend(chunk) or real(chunk))
+    monkeypatch.setattr(fp_module, "_fingerprint_chunk", lambda chunk, **kw: seen.extend(chunk) or real(chunk, **kw))
     cached = cached_fingerprints(structures, tmp_path, workers=1, show_progress=False)
     assert [c.id for c in seen] == ["si"]
     np.testing.assert_allclose(cached.structure, fps.structure)

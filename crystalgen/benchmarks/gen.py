@@ -27,7 +27,7 @@ from crystalgen.runs import RunDir, atomic_write_text, read_csv_rows
 from crystalgen.crystal import Crystal
 from crystalgen.data.loading import parse_cifs
 from crystalgen.generators import Target
-from crystalgen.metrics import GenResult, evaluate_generation
+from crystalgen.metrics import GenConfig, GenResult, evaluate_generation
 from crystalgen.metrics.distribution import PropertyFn, densities, num_elements
 from crystalgen.reports import figures
 from crystalgen.reports.document import Figure, Report, Section, Table, Text, MISSING, number, percent, write_report
@@ -143,6 +143,7 @@ def run_gen_benchmark(settings: GenBenchmarkSettings, out: str | os.PathLike, da
         "n_requested": settings.n,
         "n_unparsable": unparsable,
         "quick_run": settings.n < FULL_SAMPLE_COUNT,
+        "fingerprint_method": GenConfig().fingerprint_method,
         **result.to_dict(),
         **({"spacegroup_compliance": compliance} if compliance else {}),
     }

@@ -33,7 +33,7 @@ from scipy.spatial.distance import cdist
 from crystalgen.crystal import Crystal
 from crystalgen.metrics._cdvae_scaler import CDVAE_COMP_MEANS, CDVAE_COMP_STDS
 from crystalgen.metrics._util import finite_mean, json_float, share
-from crystalgen.metrics.fingerprints import Fingerprints, cached_fingerprints, compute_fingerprints
+from crystalgen.metrics.fingerprints import DEFAULT_METHOD, Fingerprints, cached_fingerprints, compute_fingerprints
 
 #: Rows of generated fingerprints compared at once; bounds memory to ROW_BLOCK x n_test floats.
 ROW_BLOCK = 1024
@@ -210,6 +210,7 @@ def evaluate_coverage(
     test_fingerprints: Fingerprints | None = None,
     progress: Any = None,
     show_progress: bool = True,
+    fingerprint_method: str = DEFAULT_METHOD,
 ) -> CoverageResult:
     """COV-R / COV-P of ``generated`` (ALL of them, invalid included) against ``test``.
 
@@ -220,12 +221,21 @@ def evaluate_coverage(
     if test_fingerprints is None:
         if use_cache:
             test_fingerprints = cached_fingerprints(
-                test, cache_dir, workers, pool, progress, show_progress, label="test fingerprints (cached)"
+                test,
+                cache_dir,
+                workers,
+                pool,
+                progress,
+                show_progress,
+                label="test fingerprints (cached)",
+                method=fingerprint_method,
             )
         else:
-            test_fingerprints = compute_fingerprints(test, workers, pool, progress, show_progress, "test fingerprints")
+            test_fingerprints = compute_fingerprints(
+                test, workers, pool, progress, show_progress, "test fingerprints", fingerprint_method
+            )
     if generated_fingerprints is None:
         generated_fingerprints = compute_fingerprints(
-            generated, workers, pool, progress, show_progress, "generated fingerprints"
+            generated, workers, pool, progress, show_progress, "generated fingerprints", fingerprint_method
         )
     return compute_coverage(generated_fingerprints, test_fingerprints, cut, scaler)

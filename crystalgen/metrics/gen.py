@@ -35,7 +35,7 @@ from crystalgen.metrics.distribution import (
     PropertyFn,
     evaluate_distribution,
 )
-from crystalgen.metrics.fingerprints import Fingerprints, cached_fingerprints, compute_fingerprints
+from crystalgen.metrics.fingerprints import DEFAULT_METHOD, Fingerprints, cached_fingerprints, compute_fingerprints
 from crystalgen.metrics.matching import MatcherConfig
 from crystalgen.metrics.uniqueness import NoveltyResult, UniquenessResult, evaluate_novelty, evaluate_uniqueness
 from crystalgen.metrics.validity import ValidityConfig, ValidityResult, evaluate_validity
@@ -52,6 +52,7 @@ class GenConfig:
     matcher: MatcherConfig = MatcherConfig()
     validity: ValidityConfig = ValidityConfig()
     use_cache: bool = True  # cache test-set fingerprints on disk
+    fingerprint_method: str = DEFAULT_METHOD  # "fast" or "matminer": two implementations of one fingerprint
 
 
 @dataclass
@@ -145,13 +146,17 @@ def evaluate_generation(
             validity = evaluate_validity(generated, config.validity)
         with _timed(timings, "test_fingerprints"):
             if test_fingerprints is None and config.use_cache:
-                test_fingerprints = cached_fingerprints(test, cache_dir, workers, pool, progress, show_progress)
+                test_fingerprints = cached_fingerprints(
+                    test, cache_dir, workers, pool, progress, show_progress, method=config.fingerprint_method
+                )
             elif test_fingerprints is None:
                 test_fingerprints = compute_fingerprints(
-                    test, workers, pool, progress, show_progress, "test fingerprints"
+                    test, workers, pool, progress, show_progress, "test fingerprints", config.fingerprint_method
                 )
         with _timed(timings, "generated_fingerprints"):
-            gen_fps = compute_fingerprints(generated, workers, pool, progress, show_progress, "generated fingerprints")
+            gen_fps = compute_fingerprints(
+                generated, workers, pool, progress, show_progress, "generated fingerprints", config.fingerprint_method
+            )
         with _timed(timings, "coverage"):
             coverage = compute_coverage(gen_fps, test_fingerprints, cutoffs, config.scaler)
         with _timed(timings, "distribution"):
