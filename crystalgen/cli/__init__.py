@@ -18,6 +18,7 @@ from crystalgen.cli.benchmark import benchmark
 from crystalgen.cli.convert import convert
 from crystalgen.cli.data import data
 from crystalgen.cli.filter import filter_command
+from crystalgen.cli.leaderboard import leaderboard
 from crystalgen.cli.sample import models, sample
 from crystalgen.cli.train import train
 from crystalgen.errors import CrystalgenInputError, one_line
@@ -32,7 +33,7 @@ def cli() -> None:
     """crystalgen: generate, filter and benchmark crystal structures."""
 
 
-for command in (sample, models, filter_command, train, benchmark, data, convert):
+for command in (sample, models, filter_command, train, benchmark, data, convert, leaderboard):
     cli.add_command(command)
 
 
