@@ -382,6 +382,7 @@ def test_gen_metrics(gen_run):
     metrics = gen_run.metrics
     formulas = [r["formula"] for r in read_csv_rows(gen_run.out / "samples.csv")]
     assert metrics["n_generated"] == metrics["n_requested"] == 5 and metrics["n_unparsable"] == 0
+    assert metrics["n_without_sample"] == 0 and metrics["fingerprint_method"] == "fast"
     assert metrics["n_test"] == 4 and metrics["quick_run"] is True
     assert metrics["novelty"] == 0.0  # every sample is a training structure
     assert metrics["details"]["novelty"]["n_train"] == 5

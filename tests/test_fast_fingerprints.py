@@ -185,3 +185,13 @@ def test_degenerate_cell_fails_cleanly(nacl):
         fp_module.fast_site_fingerprints(thin)
     rows = fp_module._fingerprint_chunk([thin, nacl])
     assert [ok for _, _, ok in rows] == [False, True]
+
+
+def test_a_single_layer_far_from_the_next_matches_matminer():
+    # Graphene 10 A apart (mp-990448 in mp_20 test): within 6 A every atom is in one plane, so
+    # the shared tessellation is flat and every site falls back to pymatgen's growing sphere.
+    from crystalgen.crystal import Crystal
+
+    lattice = np.array([[2.468, 0.0, 0.0], [-1.234, 2.1373, 0.0], [0.0, 0.0, 10.0]])
+    layer = Crystal(lattice, np.array([[2 / 3, 1 / 3, 0.0], [1 / 3, 2 / 3, 0.0]]), np.array([6, 6]), id="graphene")
+    np.testing.assert_allclose(fp_module.fast_site_fingerprints(layer), _matminer_sites(layer), atol=TOLERANCE)

@@ -142,6 +142,8 @@ def run_gen_benchmark(settings: GenBenchmarkSettings, out: str | os.PathLike, da
         "protocol": bench.protocol.name,
         "n_requested": settings.n,
         "n_unparsable": unparsable,
+        # A family whose decoder can fail (SLICES, tokens) may return nothing for a request.
+        "n_without_sample": settings.n - len(samples) - unparsable,
         "quick_run": settings.n < FULL_SAMPLE_COUNT,
         "fingerprint_method": GenConfig().fingerprint_method,
         **result.to_dict(),
@@ -203,6 +205,11 @@ def build_gen_report(bench: BenchmarkModel, settings: GenBenchmarkSettings, metr
         f"{result.n_generated} samples from `{bench.name}` ({run_kind}), {metrics['n_unparsable']} unparsable, "
         f"against the {result.n_test} test structures of {dataset}; novelty against the "
         f"`{bench.protocol.name}` training set.",
+        *([f"- {metrics['n_without_sample']} of the {metrics['n_requested']:,} requests got no sample (the "
+           "model's decoder failed); the figures below are shares of the samples that exist, so over all "
+           f"requests structural validity is {result.struct_validity * result.n_generated / metrics['n_requested']:.2%}"
+           f" and compositional validity {result.comp_validity * result.n_generated / metrics['n_requested']:.2%}."]
+          if metrics.get("n_without_sample") else []),
         "",
         "- Validity and coverage count every generated structure, invalid ones included (COV-P over all of "
         "them, as in the published code).",

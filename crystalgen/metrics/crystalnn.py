@@ -142,9 +142,12 @@ def crystal_coordination(images: PeriodicImages) -> list[CoordinationData]:
     """
     n_sites = len(images.numbers)
     points, numbers = images.near_cell(FIRST_TRY_RADIUS)
-    facets = _facets_of_sites(_voronoi(points), points, numbers, n_sites)
-    decided = facets.farthest <= FIRST_TRY_RADIUS / 2
-    parts = [facets.subset(decided[facets.site])]
+    try:
+        facets = _facets_of_sites(_voronoi(points), points, numbers, n_sites)
+    except RuntimeError:  # qhull: e.g. one flat layer when the next is farther than the radius
+        facets = None
+    decided = facets.farthest <= FIRST_TRY_RADIUS / 2 if facets is not None else np.zeros(n_sites, dtype=bool)
+    parts = [facets.subset(decided[facets.site])] if facets is not None else []
     for site in np.nonzero(~decided)[0]:
         single = voronoi_facets(images, int(site))
         single.site[:] = site

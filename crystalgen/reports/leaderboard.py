@@ -206,6 +206,8 @@ def _figures(kind: str, folder: Path, metrics: dict, where: str) -> list[tuple[t
     notes = [run.sampler] if control else []
     if kind == GEN:
         notes += [f"quick run: {metrics.get('n_generated')} samples"] if metrics.get("quick_run") else []
+        missing = metrics.get("n_without_sample")
+        notes += [f"{missing} of {metrics.get('n_requested')} requests gave no sample"] if missing else []
         return [((GEN, dataset, 0), Entry(label, _values(metrics, GEN_COLUMNS, where), protocol,
                                           _field(metrics, "n_generated", where, _INT), run, note="; ".join(notes)))]
     if kind == PROPERTY:
