@@ -70,8 +70,8 @@ def _element_table(z: int) -> tuple[float, float]:
 
 def element_properties(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Electronegativities and radii of atomic numbers, as arrays."""
-    table = np.array([_element_table(int(z)) for z in np.unique(numbers)])
-    index = np.searchsorted(np.unique(numbers), numbers)
+    elements, index = np.unique(numbers, return_inverse=True)
+    table = np.array([_element_table(int(z)) for z in elements])
     return table[index, 0], table[index, 1]
 
 
@@ -88,14 +88,15 @@ class PeriodicImages:
         self._radius = -1.0
 
     def _build(self, radius: float) -> None:
-        # Interplanar spacings bound how many cells a sphere of this radius can reach.
-        spacing = 1.0 / np.linalg.norm(np.linalg.inv(self.lattice).T, axis=1)
-        reach = np.ceil(radius / spacing).astype(int) + 1
-        if np.prod(2 * reach + 1) * len(self.numbers) > MAX_IMAGE_POINTS:
+        from crystalgen.metrics.validity import image_offsets
+
+        reciprocal_norms = np.linalg.norm(np.linalg.inv(self.lattice), axis=0)
+        cells = np.prod(2 * np.maximum(1, np.floor(1.0 + radius * reciprocal_norms)) + 1)
+        if cells * len(self.numbers) > MAX_IMAGE_POINTS:
             # A degenerate cell (a generated sample with a near-zero spacing) would need millions
             # of images; pymatgen would grind through them, here the structure fails instead.
             raise ValueError(f"cell too thin for a {radius:g} A neighbour search")
-        grid = np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij"), -1).reshape(-1, 3)
+        grid = image_offsets(self.lattice, radius, spread=1.0)  # wrapped atoms differ by under one cell
         shifted = self.frac[None, :, :] + grid[:, None, :]
         self.image_cart = (shifted @ self.lattice).reshape(-1, 3)
         self.image_numbers = np.tile(self.numbers, len(grid))
@@ -142,12 +143,13 @@ def crystal_coordination(images: PeriodicImages) -> list[CoordinationData]:
     """
     n_sites = len(images.numbers)
     points, numbers = images.near_cell(FIRST_TRY_RADIUS)
+    parts, decided = [], np.zeros(n_sites, dtype=bool)
     try:
-        facets = _facets_of_sites(_voronoi(points), points, numbers, n_sites)
+        facets, farthest = _facets_of_sites(_voronoi(points), points, numbers, n_sites)
+        decided = farthest <= FIRST_TRY_RADIUS / 2
+        parts.append(facets.subset(decided[facets.site]))
     except RuntimeError:  # qhull: e.g. one flat layer when the next is farther than the radius
-        facets = None
-    decided = facets.farthest <= FIRST_TRY_RADIUS / 2 if facets is not None else np.zeros(n_sites, dtype=bool)
-    parts = [facets.subset(decided[facets.site])] if facets is not None else []
+        pass
     for site in np.nonzero(~decided)[0]:
         single = voronoi_facets(images, int(site))
         single.site[:] = site
@@ -164,20 +166,22 @@ class _Facets:
     numbers: np.ndarray
     solid_angle: np.ndarray
     area: np.ndarray
-    farthest: np.ndarray  # per site: distance to its farthest cell vertex (inf if unbounded)
 
     def subset(self, rows: np.ndarray) -> "_Facets":
         return _Facets(self.site[rows], self.positions[rows], self.numbers[rows], self.solid_angle[rows],
-                       self.area[rows], self.farthest)
+                       self.area[rows])
 
     @staticmethod
     def concat(parts: list["_Facets"]) -> "_Facets":
         columns = ("site", "positions", "numbers", "solid_angle", "area")
-        return _Facets(*(np.concatenate([getattr(p, name) for p in parts]) for name in columns), np.zeros(0))
+        return _Facets(*(np.concatenate([getattr(p, name) for p in parts]) for name in columns))
 
 
-def _facets_of_sites(tessellation, points: np.ndarray, numbers: np.ndarray, n_sites: int) -> _Facets:
-    """Facets of points 0 .. n_sites-1 of one tessellation, with each site's farthest vertex."""
+def _facets_of_sites(
+    tessellation, points: np.ndarray, numbers: np.ndarray, n_sites: int
+) -> tuple[_Facets, np.ndarray]:
+    """Facets of points 0 .. n_sites-1 of one tessellation, and each site's distance to its
+    farthest cell vertex (inf where the cell is unbounded)."""
     ridge_points = np.asarray(tessellation.ridge_points)
     rows, sides = np.nonzero(ridge_points < n_sites)  # a ridge between two sites serves both
     site = ridge_points[rows, sides]
@@ -193,7 +197,7 @@ def _facets_of_sites(tessellation, points: np.ndarray, numbers: np.ndarray, n_si
     np.maximum.at(farthest, vertex_site, reach)
     farthest[vertex_site[flat < 0]] = np.inf
     solid_angle, area = _polygon_measures(vertices, np.maximum(flat, 0), sizes, starts, points[site], points[other])
-    return _Facets(site, points[other], numbers[other], solid_angle, area, farthest)
+    return _Facets(site, points[other], numbers[other], solid_angle, area), farthest
 
 
 def _polygon_measures(vertices: np.ndarray, flat: np.ndarray, sizes: np.ndarray, starts: np.ndarray,
@@ -240,8 +244,8 @@ def voronoi_facets(images: PeriodicImages, site: int) -> _Facets:
     while True:
         points, numbers = images.around(site, cutoff)
         try:
-            facets = _facets_of_sites(_voronoi(points), points, numbers, 1)
-            if np.isinf(facets.farthest[0]):
+            facets, farthest = _facets_of_sites(_voronoi(points), points, numbers, 1)
+            if np.isinf(farthest[0]):
                 raise RuntimeError("unbounded Voronoi cell")
         except RuntimeError as error:  # qhull errors and unbounded cells
             if cutoff >= max_cutoff:

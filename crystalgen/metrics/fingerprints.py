@@ -5,7 +5,7 @@
 
   - ``"fast"`` (default): :mod:`crystalgen.metrics.crystalnn` and
     :mod:`crystalgen.metrics.order_params`, array arithmetic over facets and neighbour triples;
-    14x faster than matminer on mp_20 test (``bench/fingerprint_agreement.py`` measures both);
+    15x faster than matminer on mp_20 test (``bench/fingerprint_agreement.py`` measures both);
   - ``"matminer"``: matminer itself, site by site.
 
   They agree to 1e-6 in every feature except one where matminer disagrees with itself: its

@@ -55,16 +55,17 @@ def _lll_basis(lattice: np.ndarray) -> np.ndarray:
     return np.asarray(Lattice(lattice).lll_matrix, dtype=np.float64)
 
 
-def image_offsets(lattice: np.ndarray, radius: float) -> np.ndarray:
+def image_offsets(lattice: np.ndarray, radius: float, spread: float = 0.5) -> np.ndarray:
     """Integer image offsets (M, 3) that contain every pair closer than ``radius``.
 
-    With fractional differences wrapped into [-0.5, 0.5], an image n can hold a vector shorter
-    than r only if |d_k + n_k| <= r |b_k| for each reciprocal vector b_k, so |n_k| <= 0.5 + r |b_k|.
+    With fractional differences within [-spread, spread] (0.5 once wrapped; 1 for two atoms
+    anywhere in the cell), an image n can hold a vector shorter than r only if
+    |d_k + n_k| <= r |b_k| for each reciprocal vector b_k, so |n_k| <= spread + r |b_k|.
     At least the 27 nearest images are always taken, so the minimum reported above ``radius`` is
     still the usual minimum-image value.
     """
     reciprocal_norms = np.linalg.norm(np.linalg.inv(lattice), axis=0)  # |b_k|, columns of L^-1
-    n_max = np.maximum(1, np.floor(0.5 + radius * reciprocal_norms).astype(int))
+    n_max = np.maximum(1, np.floor(spread + radius * reciprocal_norms).astype(int))
     axes = [np.arange(-n, n + 1) for n in n_max]
     return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
 
