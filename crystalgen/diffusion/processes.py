@@ -247,3 +247,10 @@ class AbsorbingDiscrete:
         u = torch.rand(xt.shape, generator=generator, device=xt.device)
         unmask = (xt == self.mask_token) & (u < ((t - s) / t.clamp(min=1e-12)).to(u.dtype))
         return torch.where(unmask, drawn, xt)
+
+    def denoise(self, xt: torch.Tensor, logits: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The most likely clean tokens: masked ones take their most likely class, the others stay
+        (what a guidance objective sees, so it never scores a mask token as an element)."""
+        logits = logits.detach().clone()
+        logits[:, self.mask_token] = -math.inf
+        return torch.where(xt == self.mask_token, logits.argmax(-1), xt)

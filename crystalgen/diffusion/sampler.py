@@ -85,7 +85,8 @@ class Guidance:
     """Classifier-style guidance: sample from ``p(x) exp(-strength * loss(denoised(x)))``.
 
     ``objective`` maps the denoised estimate of every variable (discrete ones: their current
-    state) to a loss per batch element, to be minimised; it must be differentiable.
+    state, with masked tokens at their most likely class) to a loss per batch element, to be
+    minimised; it must be differentiable in the continuous variables.
     """
 
     objective: Callable[[dict[str, torch.Tensor]], torch.Tensor]
@@ -165,8 +166,8 @@ class ReverseSampler:
             leaves = {v.name: state[v.name].detach().requires_grad_(True) for v in continuous}
             inputs = {**state, **leaves}
             predictions = self.predictor(inputs, t)
-            denoised = {**state, **{v.name: v.process.denoise(leaves[v.name], predictions[v.name], v.times(t))
-                                    for v in continuous}}
+            denoised = {v.name: v.process.denoise(leaves.get(v.name, state[v.name]), predictions[v.name], v.times(t))
+                        for v in self.variables}
             loss = self.guidance.objective(denoised).sum()
             gradients = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
         out = {}

@@ -37,6 +37,7 @@ from crystalgen.devices import resolve_device
 from crystalgen.diffusion.sampler import SamplerConfig
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators.base import Generator, SampleOptions, Target
+from crystalgen.generators.guidance import describe_guidance
 from crystalgen.generators.diffusion_model import CrystalDiffusion, DiffusionConfig, SampledCells
 from crystalgen.models.base import TrainingRun, load_weights
 from crystalgen.models.capabilities import CSP, GEN, Capabilities
@@ -150,6 +151,41 @@ class DiffusionGenerator(TrainsOnProtocol, Generator):
         crystals = self._sample_cells(num_atoms, types, generator, self._sampler_for(options), options, type_mask)
         return [crystals[i * n:(i + 1) * n] for i in range(len(targets))]
 
+    def refine(self, crystals: Sequence[Crystal], start_time: float, seed: int = 0,
+               options: SampleOptions | None = None) -> list[Crystal]:
+        """Each crystal noised to ``start_time`` and denoised again (SDEdit-style), with the options'
+        guidance: what optimisation from seeds iterates. A CSP model keeps each composition; a
+        generation model masks a share ``start_time`` of the atoms' types and re-draws them.
+
+        The sampler takes a share ``start_time`` of its steps, so each step covers as much time as
+        in sampling from the prior."""
+        options = options or SampleOptions()
+        if not self.is_fitted:
+            raise CrystalgenInputError(f"model {self.name!r} is not fitted; use a checkpoint (see `crystalgen models`)")
+        if not 0.0 < start_time <= 1.0:
+            raise CrystalgenInputError(f"a refinement start time must lie in (0, 1], got {start_time!r}")
+        self.check_options(options)
+        limit = self.max_atoms
+        too_big = [c.num_atoms for c in crystals if limit is not None and c.num_atoms > limit]
+        if too_big:
+            raise CrystalgenInputError(f"a seed has {max(too_big)} atoms, beyond model {self.name!r}'s limit of {limit}")
+        device = resolve_device(options.device or "cpu")
+        self.model.to(device)
+        generator = torch.Generator(device).manual_seed(seed)
+        sampler = self._sampler_for(options)
+        sampler = replace(sampler, steps=max(1, round(sampler.steps * start_time)))
+        num_atoms = torch.tensor([c.num_atoms for c in crystals])
+        types = torch.as_tensor(np.concatenate([c.atomic_numbers for c in crystals])).long()
+        frac = torch.as_tensor(np.concatenate([c.frac_coords for c in crystals]), dtype=torch.float32)
+        lattices = torch.as_tensor(np.stack([c.lattice for c in crystals]), dtype=torch.float32)
+        refined: list[Crystal] = []
+        for cells, atoms in atom_chunks(num_atoms.numpy()):
+            start = {"frac": frac[atoms], "lattice": lattices[cells], "types": types[atoms]}
+            sampled = self.model.sample(num_atoms[cells], types[atoms] if self.task == CSP else None, sampler,
+                                        generator, guidance=options.guidance, start=start, start_time=start_time)
+            refined.extend(sampled_crystals(sampled, [c.id for c in crystals[cells]]))
+        return refined
+
     def _sampler_for(self, options: SampleOptions) -> SamplerConfig:
         """The checkpoint's sampler, with the options' step count where they give one."""
         return self.sampler if options.sampler_steps is None else replace(self.sampler, steps=options.sampler_steps)
@@ -177,9 +213,7 @@ class DiffusionGenerator(TrainsOnProtocol, Generator):
     def describe_sampling(self, options: SampleOptions | None = None) -> str:
         options = options or SampleOptions()
         text = ", ".join(f"{key}={value}" for key, value in asdict(self._sampler_for(options)).items())
-        if options.guidance is not None:
-            text += f", guidance: {options.guidance.label} (strength {options.guidance.strength:g})"
-        return text
+        return text + describe_guidance(options.guidance)
 
     def describe_architecture(self) -> str:
         config = self.model.config

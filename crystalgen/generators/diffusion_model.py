@@ -174,7 +174,9 @@ class CrystalDiffusion(nn.Module):
             type_mask: (N, types) the types each atom may take (generation within an element set).
             start, start_time: refine given crystals instead of generating from the prior:
                 ``start["frac"]`` (N, 3) and ``start["lattice"]`` (B, 3, 3) are noised to
-                ``start_time`` and denoised from there (``sampler.steps`` steps over [start_time, 0]).
+                ``start_time`` and denoised from there (``sampler.steps`` steps over [start_time, 0]);
+                a generation model also takes ``start["types"]`` (N,), of which it masks a share
+                ``start_time`` and re-draws those.
         """
         device = self.lattice_mean.device
         num_atoms = num_atoms.to(device).long()
@@ -202,6 +204,8 @@ class CrystalDiffusion(nn.Module):
         initial = {}
         if start is not None:
             initial = {"frac": start["frac"].to(device), "lattice": self.encode_lattice(start["lattice"].to(device))}
+            if given_types is None and "types" in start:
+                initial["types"] = start["types"].to(device).long()
         state = ReverseSampler(variables, predict, sampler, projection, hook).run(len(num_atoms), generator, device,
                                                                                   initial, start_time)
         frac, lattice = state["frac"], state["lattice"]

@@ -55,6 +55,11 @@ class CrystalGuidance:
         return Guidance(objective, self.strength)
 
 
+def describe_guidance(guidance: CrystalGuidance | None) -> str:
+    """The suffix a family's :meth:`describe_sampling` adds for ``guidance`` (empty without any)."""
+    return "" if guidance is None else f", guidance: {guidance.label} (strength {guidance.strength:g})"
+
+
 def volume_guidance(volume_per_atom: float, strength: float = 1.0) -> CrystalGuidance:
     """Pull each cell's volume toward ``volume_per_atom`` Å^3 times its atom count (a squared
     relative error); the toy objective with a known answer that the tests use."""

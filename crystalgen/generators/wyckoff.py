@@ -36,6 +36,7 @@ from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators.base import SampleOptions, Target
 from crystalgen.generators.diffusion import DiffusionGenerator, atom_chunks, sampled_crystals
 from crystalgen.generators.diffusion_model import CrystalDiffusion
+from crystalgen.generators.guidance import describe_guidance
 from crystalgen.generators.template import SPACEGROUP_PROPERTY, TemplateGenerator
 from crystalgen.generators.wyckoff_templates import (
     RANDOM_PLACEMENT, RETRIEVAL, SCRATCH, SPACEGROUP, TEMPLATE_SOURCES, TemplatePlan, TemplateSources,
@@ -120,7 +121,8 @@ class WyckoffGenerator(DiffusionGenerator):
         tasks = [config["task"]] if "task" in config else [CSP, GEN]
         conditions = frozenset().union(*(_TASK_CONDITIONS[task] for task in tasks if task in _TASK_CONDITIONS))
         return Capabilities(tasks=frozenset(tasks), conditions=conditions,
-                            options=frozenset({"sampler_steps", "device", "template_source"}), trained=True)
+                            options=frozenset({"sampler_steps", "guidance", "device", "template_source"}),
+                            trained=True)
 
     def __init__(self, config: dict | None = None) -> None:
         super().__init__(config)
@@ -268,7 +270,8 @@ class WyckoffGenerator(DiffusionGenerator):
                 type_mask = self._type_mask(targets[cells], batch.num_atoms.cpu())
             start = {"frac": batch.frac_coords.float(), "lattice": batch.lattices.float()} if refine else None
             sampled = self.model.sample(batch.num_atoms, batch.atomic_numbers if self.task == CSP else None, sampler,
-                                        generator, projection=self.model.projection(batch), type_mask=type_mask,
+                                        generator, guidance=options.guidance, projection=self.model.projection(batch),
+                                        type_mask=type_mask,
                                         start=start, start_time=start_time)
             crystals.extend(sampled_crystals(sampled, [p.label for p in chunk],
                                              [{SPACEGROUP_PROPERTY: float(p.batch.spacegroup[0])} for p in chunk]))
@@ -280,6 +283,9 @@ class WyckoffGenerator(DiffusionGenerator):
 
     def describe_sampling(self, options: SampleOptions | None = None) -> str:
         options = options or SampleOptions()
+        return self._describe_templates(options) + describe_guidance(options.guidance)
+
+    def _describe_templates(self, options: SampleOptions) -> str:
         source = self._source_for(options)
         if source == RANDOM_PLACEMENT:
             return "control: pyxtal random placement in each retrieved template's space group and Wyckoff letters (no model)"
