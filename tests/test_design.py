@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from crystalgen.design.objectives import DENSITY, Objective, PropertyEvaluator, hits, property_guidance, total_penalty
-from crystalgen.design.strategies import OptimiseSettings, optimise_from_seeds, valid_mask
+from crystalgen.design.strategies import OptimiseSettings, optimise_from_seeds
 from crystalgen.diffusion.processes import AbsorbingDiscrete
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators.options import SampleOptions
+from crystalgen.metrics.validity import evaluate_validity
 
 
 # ------------------------------------------------------------------ objectives
@@ -117,7 +118,7 @@ def test_optimise_from_seeds_only_improves_by_the_guiding_score(perov_models, pe
     settings = OptimiseSettings(strength=0.5, start_time=0.4, iterations=2, proposals=2)
     result = optimise_from_seeds(gen, perovskites, evaluator, objectives, settings, seed=0)
     assert len(result.best) == len(perovskites) and len(result.history) == 2
-    assert all(valid_mask(result.best) | ~np.isfinite(result.best_penalty))
+    assert all(evaluate_validity(result.best).valid | ~np.isfinite(result.best_penalty))
     start = total_penalty(objectives, evaluator.evaluate(perovskites), evaluator.scales(), settings.uncertainty_weight)
     assert np.all(result.best_penalty <= start + 1e-9)
     assert [c.id for c in result.best] == [c.id for c in perovskites]

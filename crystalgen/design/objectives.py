@@ -28,11 +28,10 @@ from crystalgen.crystal import Crystal
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators.guidance import CrystalEstimate, CrystalGuidance
 from crystalgen.generators.target import PropertyTarget
+from crystalgen.metrics.distribution import AMU_PER_A3_TO_G_PER_CM3, atomic_masses, densities
 
 DENSITY, E_HULL = "density", "e_hull"
 DERIVED_PROPERTIES = (DENSITY, E_HULL)
-#: g/cm^3 per (atomic mass unit / Å^3).
-DENSITY_UNIT = 1.66053906660
 #: The scale of density penalties, g/cm^3 (about the spread of inorganic crystal densities).
 DENSITY_SCALE = 1.0
 GOALS = ("value", "range", "minimise", "maximise")
@@ -129,12 +128,6 @@ class Objective:
         sign = "<" if self.goal == "minimise" else ">"
         return f"{self.goal} {self.property}" + (f" (hit: {sign} {threshold:g})" if threshold is not None else "")
 
-    @property
-    def judges_hits(self) -> bool:
-        """Whether this objective says what a hit is (a minimise goal without hit_below does not)."""
-        return self.goal in ("range",) or (self.goal == "value" and self.tolerance is not None) or \
-            self.hit_below is not None or self.hit_above is not None
-
     def penalty(self, x: Any, scale: float) -> Any:
         """Lower is better; works on numpy arrays and (differentiably) on torch tensors."""
         if self.goal == "value":
@@ -159,12 +152,12 @@ class Objective:
             low, high = None, self.hit_below
         elif self.goal == "maximise":
             low, high = self.hit_above, None
-        hit = ~np.isnan(x) if (low is None and high is None) else np.ones(len(x), dtype=bool)
+        hit = ~np.isnan(x)
         if low is not None:
             hit &= x >= low
         if high is not None:
             hit &= x <= high
-        return hit & ~np.isnan(x)
+        return hit
 
 
 def _relu(x: Any) -> Any:
@@ -225,9 +218,7 @@ class PropertyEvaluator:
         """property -> (mean, std) over ``crystals``, NaN where the model cannot predict."""
         values = dict(self.model.predict(crystals)) if crystals else \
             {p: (np.zeros(0), np.zeros(0)) for p in self.model.properties}
-        masses = np.array([_cell_mass(c.atomic_numbers) for c in crystals], dtype=np.float64)
-        volumes = np.array([abs(np.linalg.det(c.lattice)) for c in crystals], dtype=np.float64)
-        values[DENSITY] = (DENSITY_UNIT * masses / np.maximum(volumes, 1e-12), np.zeros(len(crystals)))
+        values[DENSITY] = (densities(crystals), np.zeros(len(crystals)))
         if E_HULL in self.properties:
             energy, spread = values[self.energy_property]
             values[E_HULL] = (self.hull.energy_above_hull(crystals, energy), spread)
@@ -241,7 +232,7 @@ class PropertyEvaluator:
         masses = torch.zeros(len(estimate.num_atoms), dtype=estimate.lattices.dtype, device=estimate.lattices.device)
         masses.index_add_(0, estimate.crystal_index, _mass_table(estimate.lattices.device)[estimate.atom_types]
                           .to(masses.dtype))
-        values[DENSITY] = (DENSITY_UNIT * masses / estimate.volumes.clamp(min=1e-6), torch.zeros_like(masses))
+        values[DENSITY] = (AMU_PER_A3_TO_G_PER_CM3 * masses / estimate.volumes.clamp(min=1e-6), torch.zeros_like(masses))
         if E_HULL in self.properties:
             energy, spread = values[self.energy_property]
             reference = torch.as_tensor(self._hull_energies(estimate), dtype=energy.dtype, device=energy.device)
@@ -281,21 +272,6 @@ def property_guidance(evaluator: PropertyEvaluator, objectives: Sequence[Objecti
     return CrystalGuidance(objective, strength, label)
 
 
-_MASSES: dict[str, torch.Tensor] = {}
-
-
-def _mass_table(device: torch.device | str = "cpu") -> torch.Tensor:
-    """Atomic mass (amu) by atomic number; index 0 (a mask token) weighs nothing."""
-    key = str(device)
-    if key not in _MASSES:
-        from pymatgen.core.periodic_table import Element
-
-        from crystalgen.constants import MAX_EMBEDDED_Z
-
-        masses = [0.0] + [float(Element.from_Z(z).atomic_mass) for z in range(1, MAX_EMBEDDED_Z + 1)]
-        _MASSES[key] = torch.tensor(masses, dtype=torch.float64, device=device)
-    return _MASSES[key]
-
-
-def _cell_mass(atomic_numbers: np.ndarray) -> float:
-    return float(_mass_table()[torch.as_tensor(np.asarray(atomic_numbers, dtype=np.int64))].sum())
+def _mass_table(device: torch.device | str) -> torch.Tensor:
+    """Atomic mass (amu) by atomic number, as a tensor; index 0 (a mask token) weighs nothing."""
+    return torch.nan_to_num(torch.as_tensor(atomic_masses(), device=device))

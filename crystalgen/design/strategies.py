@@ -18,7 +18,7 @@ from crystalgen.crystal import Crystal
 from crystalgen.design.objectives import Objective, PropertyEvaluator, property_guidance, total_penalty
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators.options import SampleOptions
-from crystalgen.metrics.validity import ValidityConfig, smact_valid, structural_validity
+from crystalgen.metrics.validity import evaluate_validity
 from crystalgen.progress import progress_bar
 
 #: Seeds per job seed: iteration i of a job with seed s refines with seed s * ITERATION_SEEDS + i.
@@ -53,7 +53,7 @@ class OptimiseSettings:
 @dataclass
 class OptimisationResult:
     """Per seed, the best crystal found and its penalty (the seed itself if nothing beat it), and
-    every valid proposal of every iteration (``trajectory[i]``: iteration i's, by seed)."""
+    each iteration's chosen proposal (``trajectory[i][seed]``; None where none was valid)."""
 
     best: list[Crystal]
     best_penalty: np.ndarray
@@ -62,17 +62,12 @@ class OptimisationResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def valid_mask(crystals: Sequence[Crystal], config: ValidityConfig = ValidityConfig()) -> np.ndarray:
-    """(n,) structurally valid and SMACT-valid, as the benchmark protocols count validity."""
-    return np.array([structural_validity(c, config) and smact_valid(c) for c in crystals], dtype=bool)
-
-
 def penalties(crystals: Sequence[Crystal], evaluator: PropertyEvaluator, objectives: Sequence[Objective],
               uncertainty_weight: float) -> np.ndarray:
     """(n,) the guiding surrogate's penalty, +inf for an invalid crystal or one it cannot predict."""
     values = evaluator.evaluate(crystals)
     penalty = np.asarray(total_penalty(objectives, values, evaluator.scales(), uncertainty_weight), dtype=np.float64)
-    return np.where(valid_mask(crystals) & np.isfinite(penalty), penalty, np.inf)
+    return np.where(evaluate_validity(list(crystals)).valid & np.isfinite(penalty), penalty, np.inf)
 
 
 def optimise_from_seeds(generator: object, seeds: Sequence[Crystal], evaluator: PropertyEvaluator,

@@ -46,12 +46,16 @@ class Generator(Model):
         """Reject sample options this model would ignore, or values it cannot use, with a one-line reason."""
         self.capabilities.check_options(options, self.name)
 
+    def require_fitted(self) -> None:
+        """Refuse to sample from a model that was never trained (or indexed), with a one-line reason."""
+        if not self.is_fitted:
+            raise CrystalgenInputError(f"model {self.name!r} is not fitted; use a checkpoint (see `crystalgen models`)")
+
     def sample(self, targets: Sequence[Target], n: int = 1, seed: int = 0,
                options: SampleOptions | None = None) -> list[list[Crystal]]:
         """``n`` crystals for each target (fewer if the generator cannot make that many)."""
         options = options or SampleOptions()
-        if not self.is_fitted:
-            raise CrystalgenInputError(f"model {self.name!r} is not fitted; use a checkpoint (see `crystalgen models`)")
+        self.require_fitted()
         self.check_options(options)
         for target in dict.fromkeys(targets):
             self.check_target(target)

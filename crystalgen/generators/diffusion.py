@@ -160,8 +160,7 @@ class DiffusionGenerator(TrainsOnProtocol, Generator):
         The sampler takes a share ``start_time`` of its steps, so each step covers as much time as
         in sampling from the prior."""
         options = options or SampleOptions()
-        if not self.is_fitted:
-            raise CrystalgenInputError(f"model {self.name!r} is not fitted; use a checkpoint (see `crystalgen models`)")
+        self.require_fitted()
         if not 0.0 < start_time <= 1.0:
             raise CrystalgenInputError(f"a refinement start time must lie in (0, 1], got {start_time!r}")
         self.check_options(options)

@@ -44,7 +44,7 @@ def wasserstein(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray
 
 def densities(crystals: Sequence[Crystal]) -> np.ndarray:
     """Mass densities in g/cm^3 (same numbers as pymatgen's ``Structure.density``, without building one)."""
-    masses = _atomic_masses()
+    masses = atomic_masses()
     out = np.full(len(crystals), np.nan)
     for i, c in enumerate(crystals):
         volume = abs(np.linalg.det(c.lattice))
@@ -54,7 +54,7 @@ def densities(crystals: Sequence[Crystal]) -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def _atomic_masses() -> np.ndarray:
+def atomic_masses() -> np.ndarray:
     """Atomic mass (amu) indexed by atomic number, as pymatgen has them."""
     from pymatgen.core.periodic_table import Element
 
