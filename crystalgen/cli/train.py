@@ -49,6 +49,7 @@ def train(config_path: Path, out: Path, resume: bool, time_limit: float | None, 
     from crystalgen.data import load_protocol
     from crystalgen.errors import CrystalgenInputError
     from crystalgen.models import TrainingRun, build_model, save_model
+    from crystalgen.models.store import set_card_metrics
     from crystalgen.training.state import STATE_FILE
 
     config = read_yaml_mapping(config_path, "a model config (family, protocol, ...)")
@@ -85,7 +86,8 @@ def train(config_path: Path, out: Path, resume: bool, time_limit: float | None, 
     if not _is_main_process():
         return
     extra = model.after_fit(data_dir)
-    save_model(model, out, _card(model, protocol.describe(), wall, config_path, out) + extra)
+    card = _card(model, protocol.describe(), wall, config_path, out) + extra
+    save_model(model, out, set_card_metrics(card, model.measured_metrics) if model.measured_metrics else card)
     summary = model.training_summary
     if summary and not summary["finished"]:
         click.echo(f"stopped at step {summary['steps']} of {summary['config']['steps']}; "

@@ -41,6 +41,8 @@ class Model(ABC):
         #: Set by a trained fit (what :func:`crystalgen.training.train_model` returns): steps done,
         #: seconds spent, whether finished, the training settings, processes, device, last losses.
         self.training_summary: dict[str, Any] = {}
+        #: Figures :meth:`after_fit` measured (name -> number), written to the card's front matter.
+        self.measured_metrics: dict[str, Any] = {}
 
     @classmethod
     def capabilities_for(cls, config: dict[str, Any]) -> Capabilities:

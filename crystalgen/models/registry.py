@@ -46,10 +46,11 @@ FAMILIES: dict[str, FamilyEntry] = {entry.name: entry for entry in (
     FamilyEntry("wyckoff", GENERATOR, "crystalgen.generators.wyckoff:WyckoffGenerator"),
     FamilyEntry("autoregressive", GENERATOR, "crystalgen.generators.autoregressive:AutoregressiveGenerator"),
     FamilyEntry("surrogate", PROPERTY, "crystalgen.surrogate.predictor:Surrogate"),
+    FamilyEntry("oracle", PROPERTY, "crystalgen.design.oracle:Oracle"),
 )}
 
 _KIND_USE = {GENERATOR: "sample from it with `crystalgen sample`",
-             PROPERTY: "use it with `crystalgen filter --surrogate` or `crystalgen benchmark surrogate`"}
+             PROPERTY: "use it with `crystalgen filter --surrogate`, `crystalgen benchmark surrogate` or as a design oracle"}
 
 
 @dataclass
