@@ -46,7 +46,7 @@ class RunDir:
         self.settings = settings
         run_file = self.path / RUN_FILE
         if run_file.exists():
-            previous = _read_state(run_file)
+            previous = read_state(run_file)
             stored = previous.get("settings", {})
             if not isinstance(stored, dict):
                 raise CrystalgenInputError(f"{run_file}: 'settings' is not a mapping; {UNRESUMABLE}")
@@ -91,7 +91,7 @@ class ResumableCsv:
 
     def __init__(self, path: Path, columns: tuple[str, ...], progress_path: Path):
         self.path, self.columns, self.progress_path = path, columns, progress_path
-        state = _read_state(progress_path) if progress_path.exists() else {}
+        state = read_state(progress_path) if progress_path.exists() else {}
         try:
             self.done = int(state.get("done", 0))
             committed = int(state.get("bytes", 0))
@@ -120,7 +120,7 @@ class ResumableCsv:
         self._commit_state()
 
 
-def _read_state(path: Path) -> dict[str, Any]:
+def read_state(path: Path) -> dict[str, Any]:
     """A run's JSON state file; one that cannot be read stops the run instead of being overwritten."""
     from crystalgen.io import read_text_file
 
@@ -133,6 +133,17 @@ def _read_state(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise CrystalgenInputError(f"{path}: not a JSON object; {UNRESUMABLE}")
     return state
+
+
+def write_csv_rows(path: Path, rows: list[dict[str, Any]], columns: Iterable[str] | None = None) -> None:
+    """Write a whole CSV atomically (a file derived from others, rewritten on every run)."""
+    columns = tuple(columns if columns is not None else (rows[0] if rows else ()))
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
 
 
 def read_csv_rows(path: Path) -> list[dict[str, str]]:

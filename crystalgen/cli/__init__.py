@@ -17,6 +17,7 @@ from crystalgen import __version__
 from crystalgen.cli.benchmark import benchmark
 from crystalgen.cli.convert import convert
 from crystalgen.cli.data import data
+from crystalgen.cli.design import design
 from crystalgen.cli.filter import filter_command
 from crystalgen.cli.leaderboard import leaderboard
 from crystalgen.cli.sample import models, sample
@@ -33,7 +34,7 @@ def cli() -> None:
     """crystalgen: generate, filter and benchmark crystal structures."""
 
 
-for command in (sample, models, filter_command, train, benchmark, data, convert, leaderboard):
+for command in (sample, models, filter_command, design, train, benchmark, data, convert, leaderboard):
     cli.add_command(command)
 
 

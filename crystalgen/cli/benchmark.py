@@ -1,4 +1,4 @@
-"""``crystalgen benchmark csp|gen|surrogate``."""
+"""``crystalgen benchmark csp|gen|surrogate|design``."""
 
 from __future__ import annotations
 
@@ -126,6 +126,47 @@ def surrogate(model_name: str, dataset: str, protocol: str | None, max_e_above_h
     if metrics.get("stability"):
         s = metrics["stability"][0]["surrogate"]
         lines.append(f"E_hull <= {max_e_above_hull}: precision {_pct(s['precision'])}, recall {_pct(s['recall'])}")
+    _finish(out, lines)
+
+
+@benchmark.command()
+@click.option("--model", "-m", "model_name", required=True,
+              help="Diffusion-family checkpoint that refines the starts, e.g. diffusion-perov_5-gen.")
+@click.option("--dataset", "-d", required=True, type=click.Choice(["carbon_24", "mp_20", "perov_5"]),
+              help="Dataset whose test split gives the starts and whose protocol property is minimised.")
+@_protocol
+@click.option("--surrogate", default=None, help="Guiding surrogate (default: surrogate-<dataset>).")
+@click.option("--oracle", default=None, help="Judging oracle (default: oracle-<dataset>).")
+@click.option("--starts", type=click.IntRange(min=1), default=100, show_default=True, help="Test structures optimised.")
+@click.option("--strength", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Guidance strength (0: unguided refinement, selection by the surrogate only).")
+@click.option("--start-time", type=click.FloatRange(min=0, min_open=True, max=1), default=0.3, show_default=True,
+              help="How far each start is noised (1: back to the prior).")
+@click.option("--iterations", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--proposals", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Refinements per start and iteration.")
+@_seed
+@_out
+@data_dir_option
+def design(model_name: str, dataset: str, protocol: str | None, surrogate: str | None, oracle: str | None, starts: int,
+           strength: float, start_time: float, iterations: int, proposals: int, seed: int, out: Path,
+           data_dir: str | None) -> None:
+    """Property optimisation from test starts (the CDVAE protocol): SR5/SR10/SR15 judged by the oracle.
+
+    Writes OUT/optimised.csv (per start: formulas, guide and oracle predictions, the best CIF),
+    OUT/metrics.json, OUT/report.md and OUT/report.html.
+
+    \b
+    Example:
+      crystalgen benchmark design --model diffusion-perov_5-gen --dataset perov_5 --out runs/design-perov
+    """
+    from crystalgen.benchmarks.design import DesignBenchmarkSettings, run_design_benchmark
+
+    settings = DesignBenchmarkSettings(model_name, dataset, surrogate, oracle, protocol, starts, strength, start_time,
+                                       iterations, proposals, seed)
+    metrics = run_design_benchmark(settings, out, data_dir)
+    lines = [f"{label}: " + ", ".join(f"{k.upper()} {_pct(v)}" for k, v in rates.items())
+             for label, rates in metrics["success_rates"].items()]
     _finish(out, lines)
 
 

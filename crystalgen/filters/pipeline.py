@@ -86,7 +86,8 @@ def output_columns(input_columns: Sequence[str], stages: Sequence[Stage]) -> tup
     return (*input_columns, *[c for c in added if c not in input_columns])
 
 
-def _cell(value: Any) -> Any:
+def csv_cell(value: Any) -> Any:
+    """A value as written to an output CSV: True/False, '' for a non-finite float, plain numbers."""
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value))
     if isinstance(value, (float, np.floating)):
@@ -135,7 +136,7 @@ def _filter_chunk(chunk: Sequence[CandidateRow], row_ids: range, stages: Sequenc
         result = stage.evaluate([crystals[k] for k in chosen], [ids[k] for k in chosen])
         for name, values in result.columns.items():
             for k, value in zip(chosen, values):
-                out[readable[k]][name] = _cell(value)
+                out[readable[k]][name] = csv_cell(value)
         passed = np.zeros(len(readable), dtype=bool)
         passed[chosen] = result.passed
         failed_at[survivors & ~passed] = stage.name

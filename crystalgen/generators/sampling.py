@@ -37,13 +37,15 @@ def sample_resumably(
     rows_for: Callable[[int, Target, list[Crystal]], list[dict[str, Any]]],
     label: str,
     options: SampleOptions | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> set[int]:
     """Sample ``n`` crystals per target, in batches of ``options.batch_size`` targets (default
     :data:`SAMPLE_BATCH`), from ``writer.done`` on.
 
     Batch ``b`` uses seed ``seed + first target index``, so a resumed run draws what an
     uninterrupted one would have (and another batch size draws other crystals). Targets in :func:`refused_targets` get no rows; their indices
-    (over all targets, not only this session's) are returned.
+    (over all targets, not only this session's) are returned. ``stop`` is asked before each batch
+    (e.g. a wall-time budget); when it says so, sampling ends there and can be resumed later.
     """
     options = options or SampleOptions()
     batch_size = options.batch_size or SAMPLE_BATCH
@@ -51,6 +53,8 @@ def sample_resumably(
     with progress_bar() as progress:
         task = progress.add_task(label, total=len(targets), completed=writer.done)
         for start in range(writer.done, len(targets), batch_size):
+            if stop is not None and stop():
+                break
             batch = list(range(start, min(start + batch_size, len(targets))))
             accepted = [index for index in batch if index not in refused]
             samples = model.sample([targets[i] for i in accepted], n, seed + start, options) if accepted else []

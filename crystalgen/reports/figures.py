@@ -134,3 +134,24 @@ def calibration_plot(predicted_std: Sequence[float], observed_rmse: Sequence[flo
     ax.legend()
     ax.grid(alpha=0.3)
     return _png(fig)
+
+
+def structure_picture(lattice: np.ndarray, cart_coords: np.ndarray, symbols: Sequence[str], title: str) -> bytes:
+    """A small 3D view of one cell: its edges, and atoms coloured and labelled by element."""
+    plt = _pyplot()
+    fig = plt.figure(figsize=(2.6, 2.6))
+    ax = fig.add_subplot(projection="3d")
+    corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float) @ lattice
+    for a in range(8):
+        for b in range(a + 1, 8):
+            if bin(a ^ b).count("1") == 1:  # corners that differ in one fractional coordinate share an edge
+                ax.plot(*zip(corners[a], corners[b]), color="0.6", linewidth=0.6)
+    elements = list(dict.fromkeys(symbols))
+    colours = plt.get_cmap("tab10")
+    for index, element in enumerate(elements):
+        mask = np.array([s == element for s in symbols])
+        ax.scatter(*cart_coords[mask].T, s=40, color=colours(index % 10), label=element, depthshade=False)
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=7)
+    ax.legend(fontsize=6, loc="upper left", frameon=False)
+    return _png(fig)
