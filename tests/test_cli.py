@@ -283,11 +283,12 @@ def test_command_tree_is_known():
     expected = {
         ("convert",), ("data",), ("data", "list"), ("data", "info"), ("data", "verify"), ("data", "fetch"),
         ("data", "find"), ("data", "protocols"), ("sample",), ("models",), ("train",), ("filter",),
-        ("benchmark",), ("benchmark", "csp"), ("benchmark", "gen"), ("benchmark", "surrogate"),
+        ("benchmark",), ("benchmark", "csp"), ("benchmark", "gen"), ("benchmark", "surrogate"), ("design",),
+        ("benchmark", "design"),
     }
     assert expected <= set(COMMAND_PATHS)
     assert {p for p in COMMAND_PATHS if p[:1] == ("benchmark",)} == {
-        ("benchmark",), ("benchmark", "csp"), ("benchmark", "gen"), ("benchmark", "surrogate")}
+        ("benchmark",), ("benchmark", "csp"), ("benchmark", "gen"), ("benchmark", "surrogate"), ("benchmark", "design")}
 
 
 @pytest.mark.parametrize("path", COMMAND_PATHS, ids=lambda p: " ".join(p) or "crystalgen")
