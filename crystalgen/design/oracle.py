@@ -227,5 +227,13 @@ class Oracle(Model):
                 "|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
 
 
+def check_independent(guide: Any, judge: Any) -> None:
+    """Refuse a judge of the same family as the guide: success is never judged by the kind of model
+    whose mistakes the search may have exploited."""
+    if judge.family == guide.family:
+        raise CrystalgenInputError(f"the oracle {judge.name!r} is a {judge.family!r} model like the guide "
+                                   f"{guide.name!r}; the judge must be another architecture than the guide")
+
+
 def _targets(crystals: Sequence[Crystal], name: str) -> np.ndarray:
     return np.array([c.properties.get(name, np.nan) for c in crystals], dtype=np.float64)

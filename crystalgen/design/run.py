@@ -80,6 +80,7 @@ class DesignModels:
 def load_design_models(job: DesignJob, data_dir: str | os.PathLike | None = None) -> DesignModels:
     """Load and cross-check everything a job needs, so that a bad job fails before any work."""
     from crystalgen.data.protocols import load_training_split
+    from crystalgen.design.oracle import check_independent
     from crystalgen.filters.build import HULL_ENERGIES
     from crystalgen.filters.hull import ReferenceHull
     from crystalgen.generators import load_model
@@ -96,9 +97,10 @@ def load_design_models(job: DesignJob, data_dir: str | os.PathLike | None = None
     generator.check_target(job.constraints.target)
     surrogate = load_property_model(job.surrogate, data_dir, kind=PROPERTY)
     oracle = load_property_model(job.oracle or f"oracle-{generator.dataset}", data_dir, kind=PROPERTY)
-    if oracle.family == surrogate.family:
-        raise CrystalgenInputError(f"design job field 'oracle': {oracle.name!r} is a {oracle.family!r} model like "
-                                   "the surrogate; the judge must be another architecture than the guide")
+    try:
+        check_independent(surrogate, oracle)
+    except CrystalgenInputError as exc:
+        raise CrystalgenInputError(f"design job field 'oracle': {exc}") from None
     hull, energies = None, {}
     if any(o.property == E_HULL for o in job.objectives):
         for role, model in (("surrogate", surrogate), ("oracle", oracle)):
