@@ -34,13 +34,18 @@ def checked_section(section: str, values: Any, allowed: dict[str, Any]) -> dict[
             if not isinstance(value, str):
                 raise CrystalgenInputError(f"{section}.{key} must be text, got {value!r}")
             continue
+        if isinstance(default, tuple):  # layer widths and the like: a non-empty list of positive integers
+            if (not isinstance(value, (list, tuple)) or not value
+                    or any(not isinstance(v, int) or isinstance(v, bool) or v <= 0 for v in value)):
+                raise CrystalgenInputError(f"{section}.{key} must be a list of positive integers, got {value!r}")
+            continue
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if not number or (isinstance(default, int) and not isinstance(value, int)):
             hint = " (YAML reads 1e-3 as text: write 0.001 or 1.0e-3)" if isinstance(value, str) else ""
             raise CrystalgenInputError(f"{section}.{key} must be {type(default).__name__}, got {value!r}{hint}")
         if value < 0 or (value == 0 and key not in MAY_BE_ZERO):
             raise CrystalgenInputError(f"{section}.{key} must be {'>= 0' if key in MAY_BE_ZERO else '> 0'}, got {value}")
-    return dict(values)
+    return {k: tuple(v) if isinstance(allowed[k], tuple) else v for k, v in values.items()}
 
 
 def dataclass_defaults(cls: type, keys: set[str] | None = None) -> dict[str, Any]:

@@ -45,6 +45,7 @@ FAMILIES: dict[str, FamilyEntry] = {entry.name: entry for entry in (
     FamilyEntry("diffusion", GENERATOR, "crystalgen.generators.diffusion:DiffusionGenerator"),
     FamilyEntry("wyckoff", GENERATOR, "crystalgen.generators.wyckoff:WyckoffGenerator"),
     FamilyEntry("autoregressive", GENERATOR, "crystalgen.generators.autoregressive:AutoregressiveGenerator"),
+    FamilyEntry("voxel", GENERATOR, "crystalgen.generators.voxel_vae:VoxelVAEGenerator"),
     FamilyEntry("surrogate", PROPERTY, "crystalgen.surrogate.predictor:Surrogate"),
     FamilyEntry("oracle", PROPERTY, "crystalgen.design.oracle:Oracle"),
 )}

@@ -136,22 +136,39 @@ def calibration_plot(predicted_std: Sequence[float], observed_rmse: Sequence[flo
     return _png(fig)
 
 
-def structure_picture(lattice: np.ndarray, cart_coords: np.ndarray, symbols: Sequence[str], title: str) -> bytes:
-    """A small 3D view of one cell: its edges, and atoms coloured and labelled by element."""
-    plt = _pyplot()
-    fig = plt.figure(figsize=(2.6, 2.6))
-    ax = fig.add_subplot(projection="3d")
+def _draw_cell(ax, lattice: np.ndarray, cart_coords: np.ndarray, symbols: Sequence[str], title: str) -> None:
+    """One cell on a 3D axis: its edges, and atoms coloured and labelled by element."""
+    colours = _pyplot().get_cmap("tab10")
     corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float) @ lattice
     for a in range(8):
         for b in range(a + 1, 8):
             if bin(a ^ b).count("1") == 1:  # corners that differ in one fractional coordinate share an edge
                 ax.plot(*zip(corners[a], corners[b]), color="0.6", linewidth=0.6)
-    elements = list(dict.fromkeys(symbols))
-    colours = plt.get_cmap("tab10")
-    for index, element in enumerate(elements):
+    for index, element in enumerate(dict.fromkeys(symbols)):
         mask = np.array([s == element for s in symbols])
         ax.scatter(*cart_coords[mask].T, s=40, color=colours(index % 10), label=element, depthshade=False)
     ax.set_axis_off()
     ax.set_title(title, fontsize=7)
     ax.legend(fontsize=6, loc="upper left", frameon=False)
+
+
+def structure_picture(lattice: np.ndarray, cart_coords: np.ndarray, symbols: Sequence[str], title: str) -> bytes:
+    """A small 3D view of one cell: its edges, and atoms coloured and labelled by element."""
+    fig = _pyplot().figure(figsize=(2.6, 2.6))
+    _draw_cell(fig.add_subplot(projection="3d"), lattice, cart_coords, symbols, title)
+    return _png(fig)
+
+
+def structure_row(cells: Sequence[tuple[np.ndarray, np.ndarray, Sequence[str]] | None], titles: Sequence[str]) -> bytes:
+    """Cells side by side (lattice, Cartesian coordinates, symbols each), as in a gallery or an
+    interpolation; ``None`` draws an empty panel with only its title (a sample that failed)."""
+    plt = _pyplot()
+    fig = plt.figure(figsize=(2.2 * len(cells), 2.6))
+    for index, (cell, title) in enumerate(zip(cells, titles), start=1):
+        ax = fig.add_subplot(1, len(cells), index, projection="3d")
+        if cell is None:
+            ax.set_axis_off()
+            ax.set_title(title, fontsize=7)
+        else:
+            _draw_cell(ax, *cell, title)
     return _png(fig)

@@ -36,6 +36,13 @@ def decoder_can_fail(representation: Representation) -> bool:
     return bool(getattr(representation, "decoder_can_fail", False))
 
 
+def _voxel() -> Representation:
+    """Imported on use: its decoder needs scipy."""
+    from crystalgen.representations.voxel import Voxel
+
+    return Voxel()
+
+
 def _wyckoff_tensors() -> Representation:
     """Imported on use: it brings torch, which the other representations (and the CLI) do without."""
     from crystalgen.representations.wyckoff_batch import WyckoffTensors
@@ -52,6 +59,7 @@ REPRESENTATIONS: dict[str, Callable[[], Representation]] = {
     "cif-symmetric": SymmetricCif,
     "cif-tokens": _cif_tokens,
     "slices": _slices,
+    "voxel": _voxel,
     "cell-niggli": lambda: CellChoice("niggli"),
     "cell-primitive": lambda: CellChoice("primitive"),
     "cell-conventional": lambda: CellChoice("conventional"),
