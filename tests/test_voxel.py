@@ -245,3 +245,16 @@ def test_config_widths_are_lists_of_positive_integers():
     for bad in ([], [8, 0], [8, 1.5], 8, [True]):
         with pytest.raises(CrystalgenInputError, match="basis_widths must be a list of positive integers"):
             section_dataclass({"model": {"basis_widths": bad}}, "model", VAEConfig)
+
+
+def test_a_grid_the_widths_cannot_halve_is_a_one_line_error(tmp_path, capsys, synthetic_perov_dir):
+    import yaml
+
+    from conftest import assert_one_line_error, run_main
+
+    config = dict(TINY, protocol="perov_5", property=None, voxel={"grid": 10, "width": 0.75, "cell_grid": 8})
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = run_main(["train", "--config", str(path), "--out", str(tmp_path / "out"),
+                       "--data-dir", str(synthetic_perov_dir)], capsys)
+    assert_one_line_error(result, "grid of 10", "multiple of 4")

@@ -180,7 +180,11 @@ class VoxelVAEGenerator(TrainsOnProtocol, Generator):
 
     def _build(self) -> None:
         self.elements = np.array(self.config["elements"], dtype=np.int64)
-        self.model = VoxelVAE(self.vae_config, self.voxel_config, len(self.elements), bool(self.config.get("property")))
+        try:
+            self.model = VoxelVAE(self.vae_config, self.voxel_config, len(self.elements),
+                                  bool(self.config.get("property")))
+        except ValueError as exc:  # a grid the encoder widths cannot halve often enough
+            raise CrystalgenInputError(f"voxel model {self.name!r}: {exc}") from None
 
     @property
     def is_fitted(self) -> bool:

@@ -36,6 +36,7 @@ from functools import cached_property
 import numpy as np
 
 from crystalgen.crystal import Crystal
+from crystalgen.errors import CrystalgenInputError
 from crystalgen.representations.base import DecodeFailure
 from crystalgen.representations.cell import niggli_cell
 
@@ -84,9 +85,9 @@ class VoxelConfig:
 
     def __post_init__(self) -> None:
         if self.grid < 4 or self.cell_grid < 4:
-            raise ValueError("voxel grids need at least 4 points per axis")
+            raise CrystalgenInputError("voxel grids need at least 4 points per axis")
         if self.width <= 0 or self.cell_width <= 0:
-            raise ValueError("voxel Gaussian widths must be positive")
+            raise CrystalgenInputError("voxel Gaussian widths must be positive")
 
 
 @dataclass(frozen=True)
