@@ -27,7 +27,7 @@ from crystalgen.data import (
 )
 from crystalgen.data import loading, registry
 from crystalgen.data.files import find_split_file, git_blob_sha1, sha256_file, user_cache_dir
-from crystalgen.data.protocols import DataProtocol, Holdout, holdout_ids
+from crystalgen.data.protocols import DataProtocol, Holdout, Subset, holdout_ids
 from crystalgen.data.registry import DatasetSpec, SplitSpec
 from crystalgen.errors import CrystalgenInputError, DatasetError, StructureParseError
 
@@ -469,3 +469,32 @@ def test_holdout_protocol_load(tmp_path, toy_dataset):
     assert not train_ids & select_ids and train_ids | select_ids == {"m-0", "m-1", "m-2", "m-3"}
     assert [c.id for c in loaded.select] == holdout_ids(["m-0", "m-1", "m-2", "m-3"], 0.25, 3)
     assert protocol.load(data, include_test=False).test == []
+
+
+def test_subset_protocol_keeps_small_cells_in_every_split(tmp_path, toy_dataset, crystals):
+    data = tmp_path / "data"
+    fetch_split("toy", "train", data)
+    fetch_split("toy", "test", data)
+    small = {f"m-{i}" for i, c in enumerate(crystals) if c.num_atoms <= 4}
+    assert 0 < len(small) < len(crystals)  # the limit really removes something
+    protocol = DataProtocol("toy", "toy", "toy", ("train",), "test", select="test", subset=Subset(max_atoms=4))
+    loaded = protocol.load(data)
+    for split in (loaded.train, loaded.select, loaded.test):
+        assert {c.id for c in split} == small
+    assert "at most 4 atoms" in protocol.describe()
+    assert Subset(max_elements=1).keeps(crystals[1]) != Subset(max_elements=1).keeps(crystals[2])
+
+
+def test_subset_in_a_protocol_file_and_its_errors(tmp_path):
+    head = "name: p\ndataset: perov_5\ntrain: [train]\nselect: val\ntest: test\n"
+    good = tmp_path / "good.yaml"
+    good.write_text(head + "subset: {max_atoms: 8}\n")
+    assert load_protocol(good).subset == Subset(max_atoms=8)
+    assert load_protocol("mp_20_reduced_train_small").subset == Subset(max_atoms=8)
+    for bad in ("subset: {max_volume: 8}\n", "subset: 8\n", "subset: {}\n"):
+        (tmp_path / "bad.yaml").write_text(head + bad)
+        with pytest.raises(DatasetError, match="subset is a mapping"):
+            load_protocol(tmp_path / "bad.yaml")
+    (tmp_path / "zero.yaml").write_text(head + "subset: {max_atoms: 0}\n")
+    with pytest.raises(DatasetError, match="subset limits must be positive"):
+        load_protocol(tmp_path / "zero.yaml")

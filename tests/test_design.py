@@ -124,3 +124,38 @@ def test_optimise_from_seeds_only_improves_by_the_guiding_score(perov_models, pe
     assert [c.id for c in result.best] == [c.id for c in perovskites]
     with pytest.raises(CrystalgenInputError, match="refine"):
         optimise_from_seeds(object(), perovskites, evaluator, objectives, settings)
+
+
+# ------------------------------------------------------------------ latent-space optimisation (voxel family)
+def test_latent_optimisation_follows_the_head_and_only_improves(perov_models, perovskites):
+    from crystalgen.design.strategies import LatentSettings, optimise_in_latent_space
+    from crystalgen.models.registry import load_model
+
+    voxel, surrogate = load_model("voxel-perov_5"), perov_models[2]
+    evaluator = PropertyEvaluator(surrogate)
+    settings = LatentSettings(steps=30, lr=0.05, decodes=3)
+    paths = {}
+    for goal in ("minimise", "maximise"):
+        objectives = [Objective("heat_ref", goal)]
+        result = optimise_in_latent_space(voxel, perovskites, evaluator, objectives, settings)
+        assert [h["step"] for h in result.history] == [10, 20, 30]
+        start = total_penalty(objectives, evaluator.evaluate(perovskites), evaluator.scales(), settings.uncertainty_weight)
+        assert np.all(result.best_penalty <= start + 1e-9)
+        assert [c.id for c in result.best] == [c.id for c in perovskites]
+        paths[goal] = [h["mean_head_prediction"] for h in result.history]
+    start_head = float(voxel.predict_property(voxel.encode(perovskites)).mean())
+    assert paths["minimise"][-1] < start_head < paths["maximise"][-1]
+    assert paths["minimise"] == sorted(paths["minimise"], reverse=True)
+
+
+def test_latent_optimisation_refuses_models_and_objectives_it_cannot_steer(perov_models, perovskites):
+    from crystalgen.design.strategies import LatentSettings, optimise_in_latent_space
+    from crystalgen.models.registry import load_model
+
+    evaluator = PropertyEvaluator(perov_models[2])
+    with pytest.raises(CrystalgenInputError, match="no property head on a latent space"):
+        optimise_in_latent_space(perov_models[1], perovskites, evaluator, [Objective("heat_ref", "minimise")])
+    with pytest.raises(CrystalgenInputError, match="predicts heat_ref only, not density"):
+        optimise_in_latent_space(load_model("voxel-perov_5"), perovskites, evaluator, [Objective(DENSITY, "minimise")])
+    with pytest.raises(CrystalgenInputError, match="decodes"):
+        LatentSettings(steps=2, decodes=3)

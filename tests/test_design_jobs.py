@@ -144,6 +144,21 @@ def test_optimise_strategy_starts_from_retrieved_seeds(data_dir, tmp_path):
     assert summary["generated"] == 4 and summary["strategy"] == "optimise"
 
 
+def test_latent_strategy_runs_a_voxel_job_and_refuses_other_generators(data_dir, tmp_path):
+    from crystalgen.design.run import load_design_models, run_design
+
+    spec = {**BASE, "generator": "voxel-perov_5", "strategy": {"name": "latent", "steps": 10, "decodes": 2},
+            "budget": {"candidates": 4}, "constraints": {"novel": False, "elements": "Sr-Ti-O"}}
+    job = parse_job(spec)
+    assert job.strategy.settings.steps == 10 and not hasattr(job.strategy.settings, "strength")
+    summary = run_design(job, tmp_path / "latent", data_dir)
+    assert summary["generated"] == 4 and summary["strategy"] == "latent"
+    with pytest.raises(CrystalgenInputError, match="latent needs a generator with a property head"):
+        load_design_models(parse_job({**spec, "generator": "diffusion-perov_5-gen"}), data_dir)
+    with pytest.raises(CrystalgenInputError, match="strength"):
+        parse_job({**spec, "strategy": {"name": "latent", "strength": 1.0}})
+
+
 # ------------------------------------------------------------------ the optimisation benchmark
 def test_success_rates_count_missing_results_as_failures():
     from crystalgen.benchmarks.design import success_rates
@@ -162,3 +177,14 @@ def test_design_benchmark_small_run(data_dir, tmp_path):
     assert metrics["run"]["settings"]["oracle (judges)"] == "oracle-perov_5"
     with pytest.raises(CrystalgenInputError, match="not 'mpts_52'|covers"):
         DesignBenchmarkSettings("diffusion-perov_5-gen", "mpts_52")
+
+
+def test_design_benchmark_optimises_a_voxel_model_in_its_latent_space(data_dir, tmp_path):
+    from crystalgen.benchmarks.design import DesignBenchmarkSettings, run_design_benchmark
+
+    settings = DesignBenchmarkSettings("voxel-perov_5", "perov_5", starts=4, steps=10, decodes=2)
+    metrics = run_design_benchmark(settings, tmp_path / "b", data_dir)
+    assert metrics["n"] == 4 and metrics["run"]["settings"]["strategy"] == "latent"
+    assert metrics["run"]["settings"]["steps"] == 10
+    with pytest.raises(CrystalgenInputError, match="voxel checkpoint with a formation_energy_per_atom head"):
+        run_design_benchmark(DesignBenchmarkSettings("voxel-perov_5", "mp_20", starts=4), tmp_path / "c", data_dir)

@@ -258,3 +258,56 @@ def test_a_grid_the_widths_cannot_halve_is_a_one_line_error(tmp_path, capsys, sy
     result = run_main(["train", "--config", str(path), "--out", str(tmp_path / "out"),
                        "--data-dir", str(synthetic_perov_dir)], capsys)
     assert_one_line_error(result, "grid of 10", "multiple of 4")
+
+
+# ------------------------------------------------------------------------------ latent mixture prior
+def test_mixture_fits_clusters_and_samples_reproducibly():
+    from crystalgen.nn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[-5.0, 0.0], [5.0, 0.0]])
+    points = np.concatenate([centre + 0.1 * rng.standard_normal((200, 2)) for centre in centres])
+    mixture = GaussianMixture.fit(points, 2)
+    assert sorted(mixture.means[:, 0].round().tolist()) == [-5.0, 5.0]
+    z = mixture.sample(400, torch.Generator().manual_seed(3))
+    assert torch.equal(z, mixture.sample(400, torch.Generator().manual_seed(3)))
+    # every draw sits near a cluster, none in the gap the N(0, I) prior would fill
+    assert (z[:, 0].abs() > 4).all() and 100 < (z[:, 0] > 0).sum() < 300
+    wide = mixture.sample(400, torch.Generator().manual_seed(3), temperature=3.0)
+    assert wide[:, 1].std() > 2 * z[:, 1].std()
+    with pytest.raises(ValueError, match="at least as many points"):
+        GaussianMixture.fit(points[:3], 4)
+
+
+def test_mixture_prior_is_stored_in_the_checkpoint_and_drives_sampling(tiny_model, tmp_path):
+    from crystalgen.errors import CrystalgenInputError
+    from crystalgen.generators.target import Target
+    from crystalgen.models.registry import load_model, save_model
+    from crystalgen.models.store import read_checkpoint, write_checkpoint
+
+    mixture = tiny_model.fit_latent_prior(_perovskites(), 2)
+    try:
+        assert tiny_model.config["sampling"]["prior"] == "mixture" and "mixture" in tiny_model.describe_sampling()
+        folder = save_model(tiny_model, tmp_path / "voxel-mixture", card="# voxel-mixture\n")
+        loaded = load_model(str(folder))
+        assert torch.equal(loaded.latent_prior.scale_tril, mixture.scale_tril)
+        first = loaded.sample([Target()], n=4, seed=5)[0]
+        again = loaded.sample([Target()], n=4, seed=5)[0]
+        assert [c.num_atoms for c in first] == [c.num_atoms for c in again]
+        assert all(np.allclose(a.frac_coords, b.frac_coords) for a, b in zip(first, again))
+        checkpoint = read_checkpoint(folder)
+        weights = {k: v for k, v in checkpoint.tensors.items() if not k.startswith("latent_prior.")}
+        write_checkpoint(tmp_path / "no-mixture", checkpoint.config, weights, "# no mixture\n")
+        with pytest.raises(CrystalgenInputError, match="weights hold none"):
+            load_model(str(tmp_path / "no-mixture"))
+    finally:
+        tiny_model.set_latent_prior(None)
+    assert tiny_model.config["sampling"]["prior"] == "normal" and tiny_model.latent_prior is None
+
+
+def test_an_unknown_prior_is_a_one_line_error():
+    from crystalgen.errors import CrystalgenInputError
+    from crystalgen.generators.voxel_vae import VoxelVAEGenerator
+
+    with pytest.raises(CrystalgenInputError, match="sampling.prior must be one of normal, mixture"):
+        VoxelVAEGenerator(dict(TINY, sampling={"prior": "flow"}))

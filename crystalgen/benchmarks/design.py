@@ -1,8 +1,9 @@
 """``crystalgen benchmark design``: the CDVAE property-optimisation protocol, judged by the oracle.
 
-Start structures are drawn from the test split (seeded), optimised from seeds
-(:func:`~crystalgen.design.strategies.optimise_from_seeds`) toward a lower property value with
-the guiding surrogate, and each start's best valid result (chosen by the surrogate) is then
+Start structures are drawn from the test split (seeded), optimised from seeds toward a lower
+property value with the guiding surrogate (a diffusion model refines them,
+:func:`~crystalgen.design.strategies.optimise_from_seeds`; a model with a property head on a latent
+space follows its gradient there, :func:`~crystalgen.design.strategies.optimise_in_latent_space`), and each start's best valid result (chosen by the surrogate) is then
 predicted by the independent oracle. SR5 / SR10 / SR15 are the shares of starts whose result the
 oracle puts below the protocol training split's 5th / 10th / 15th percentile of the property; a
 start with no valid result counts as a failure. The report also gives the same shares for the
@@ -53,6 +54,10 @@ class DesignBenchmarkSettings:
     iterations: int = 4
     proposals: int = 4
     seed: int = 0
+    #: Latent-space optimisation only: Adam steps, learning rate and decodes along each path.
+    steps: int = 100
+    lr: float = 0.05
+    decodes: int = 5
 
     def __post_init__(self) -> None:
         if self.dataset not in OPTIMISED_PROPERTY:
@@ -80,13 +85,16 @@ def run_design_benchmark(settings: DesignBenchmarkSettings, out: str | os.PathLi
                          data_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     from crystalgen.design.objectives import Objective, PropertyEvaluator
     from crystalgen.design.oracle import check_independent
-    from crystalgen.design.strategies import OptimiseSettings, optimise_from_seeds
+    from crystalgen.design.strategies import (LatentSettings, OptimiseSettings, optimise_from_seeds,
+                                              optimise_in_latent_space)
     from crystalgen.models.registry import PROPERTY, load_model
 
     began = time.perf_counter()
     prop = OPTIMISED_PROPERTY[settings.dataset]
-    optimise = OptimiseSettings(settings.strength, settings.start_time, settings.iterations, settings.proposals)
-    bench = _optimiser(settings, data_dir)
+    bench = _optimiser(settings, prop, data_dir)
+    in_latent_space = not hasattr(bench.model, "refine")
+    optimise = (LatentSettings(settings.steps, settings.lr, settings.decodes) if in_latent_space else
+                OptimiseSettings(settings.strength, settings.start_time, settings.iterations, settings.proposals))
     guide = load_model(settings.surrogate or f"surrogate-{settings.dataset}", data_dir, kind=PROPERTY)
     oracle = load_model(settings.oracle or f"oracle-{settings.dataset}", data_dir, kind=PROPERTY)
     for role, model in (("guiding surrogate", guide), ("oracle", oracle)):
@@ -103,27 +111,33 @@ def run_design_benchmark(settings: DesignBenchmarkSettings, out: str | os.PathLi
     with run.timed("optimise"):
         for first in range(writer.done, len(starts), BLOCK):
             block = starts[first:first + BLOCK]
-            result = optimise_from_seeds(bench.model, block, evaluator, objectives, optimise, seed=settings.seed + first)
+            result = (optimise_in_latent_space(bench.model, block, evaluator, objectives, optimise) if in_latent_space
+                      else optimise_from_seeds(bench.model, block, evaluator, objectives, optimise,
+                                               seed=settings.seed + first))
             writer.commit(_rows(block, result, guide, oracle, prop), len(block))
     rows = read_csv_rows(run.path / RESULTS_FILE)
     training = np.array([c.properties.get(prop, np.nan) for c in data.train], dtype=np.float64)
     metrics = _metrics(rows, training, prop, settings.dataset)
     metrics["run"] = run_metadata(run, bench, {"settings": {"surrogate (guides)": guide.name,
-                                                            "oracle (judges)": oracle.name, **asdict(optimise)}})
+                                                            "oracle (judges)": oracle.name,
+                                                            "strategy": "latent" if in_latent_space else "refine",
+                                                            **asdict(optimise)}})
     atomic_write_text(run.path / METRICS_FILE, json.dumps(metrics, indent=2))
     write_report(_report(metrics, rows, training, bench.card), run.path)
     return metrics
 
 
-def _optimiser(settings: DesignBenchmarkSettings, data_dir: str | os.PathLike | None) -> BenchmarkModel:
-    """The fitted diffusion-family model that refines the starts, with its evaluation protocol."""
+def _optimiser(settings: DesignBenchmarkSettings, prop: str, data_dir: str | os.PathLike | None) -> BenchmarkModel:
+    """The fitted model that optimises the starts (a diffusion model, or a latent-space model with
+    a ``prop`` head), with its evaluation protocol."""
     from crystalgen.generators import load_model
     from crystalgen.models.store import resolve_checkpoint
 
     model = load_model(settings.model, data_dir)
-    if not model.is_fitted or not hasattr(model, "refine"):
+    if not model.is_fitted or not (hasattr(model, "refine") or getattr(model, "latent_property_name", None) == prop):
         raise CrystalgenInputError(f"model {settings.model!r} cannot optimise from seeds; use a fitted "
-                                   "diffusion-family checkpoint (see `crystalgen models`)")
+                                   f"diffusion-family checkpoint, or a voxel checkpoint with a {prop} head "
+                                   "(see `crystalgen models`)")
     return BenchmarkModel(model.name, model, resolve_checkpoint(settings.model),
                           resolve_protocol(model, settings.dataset, settings.protocol))
 

@@ -145,13 +145,22 @@ def surrogate(model_name: str, dataset: str, protocol: str | None, max_e_above_h
 @click.option("--iterations", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--proposals", type=click.IntRange(min=1), default=4, show_default=True,
               help="Refinements per start and iteration.")
+@click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Latent models: Adam steps on each start's latent vector.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
+              help="Latent models: the learning rate of those steps.")
+@click.option("--decodes", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Latent models: decodes along each path (evenly spaced).")
 @_seed
 @_out
 @data_dir_option
 def design(model_name: str, dataset: str, protocol: str | None, surrogate: str | None, oracle: str | None, starts: int,
-           strength: float, start_time: float, iterations: int, proposals: int, seed: int, out: Path,
-           data_dir: str | None) -> None:
+           strength: float, start_time: float, iterations: int, proposals: int, steps: int, lr: float, decodes: int,
+           seed: int, out: Path, data_dir: str | None) -> None:
     """Property optimisation from test starts (the CDVAE protocol): SR5/SR10/SR15 judged by the oracle.
+
+    A diffusion model refines the starts (--strength, --start-time, --iterations, --proposals); a
+    voxel model follows its property head's gradient in latent space (--steps, --lr, --decodes).
 
     Writes OUT/optimised.csv (per start: formulas, guide and oracle predictions, the best CIF),
     OUT/metrics.json, OUT/report.md and OUT/report.html.
@@ -163,7 +172,7 @@ def design(model_name: str, dataset: str, protocol: str | None, surrogate: str |
     from crystalgen.benchmarks.design import DesignBenchmarkSettings, run_design_benchmark
 
     settings = DesignBenchmarkSettings(model_name, dataset, surrogate, oracle, protocol, starts, strength, start_time,
-                                       iterations, proposals, seed)
+                                       iterations, proposals, seed, steps, lr, decodes)
     metrics = run_design_benchmark(settings, out, data_dir)
     lines = [f"{label}: " + ", ".join(f"{k.upper()} {_pct(v)}" for k, v in rates.items())
              for label, rates in metrics["success_rates"].items()]

@@ -20,7 +20,7 @@ def design(job_file: Path, out: Path, data_dir: str | None) -> None:
 
     The job file names the objectives (surrogate properties, e_hull, density), the constraints
     (element set, composition, space group, largest atom count, SMACT, uniqueness, novelty), the
-    generator, the strategy (screen, guided or optimise), the budget and a seed; see
+    generator, the strategy (screen, guided, optimise or latent), the budget and a seed; see
     docs/design.md. Writes OUT/candidates.csv, OUT/filter/, OUT/ranked.csv, OUT/cifs/ (the hits),
     OUT/summary.json, OUT/report.md and a self-contained OUT/report.html.
 

@@ -15,6 +15,7 @@
       unique: true
       novel: true
     strategy: {name: guided, strength: 1.0}    # screen | guided | optimise (start_time, iterations, proposals)
+                                               # | latent (steps, lr, decodes: a voxel model's latent space)
     budget: {candidates: 1000, wall_time_s: 3600, batch_size: 64}   # batch: candidates per model call
     relax_top: 50                       # CHGNet-relax the top candidates and re-score them (0: off)
     seed: 0
@@ -31,16 +32,19 @@ from typing import Any
 
 from crystalgen.config_sections import read_yaml_mapping
 from crystalgen.design.objectives import Objective
-from crystalgen.design.strategies import OptimiseSettings
+from crystalgen.design.strategies import LatentSettings, OptimiseSettings
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators.target import Target
 
-STRATEGIES = ("screen", "guided", "optimise")
+STRATEGIES = ("screen", "guided", "optimise", "latent")
+#: Strategies that start from seed crystals retrieved from the training set.
+FROM_SEEDS = ("optimise", "latent")
 _TOP_KEYS = {"name", "generator", "surrogate", "oracle", "objectives", "constraints", "strategy", "budget",
              "relax_top", "seed"}
 _CONSTRAINT_KEYS = {"elements", "composition", "spacegroup", "max_atoms", "smact", "unique", "novel"}
 _STRATEGY_KEYS = {"screen": {"name"}, "guided": {"name", "strength", "uncertainty_weight"},
-                  "optimise": {"name", "strength", "uncertainty_weight", "start_time", "iterations", "proposals"}}
+                  "optimise": {"name", "strength", "uncertainty_weight", "start_time", "iterations", "proposals"},
+                  "latent": {"name", "steps", "lr", "decodes", "uncertainty_weight"}}
 #: Candidates a job makes when its budget names none.
 DEFAULT_CANDIDATES = 1000
 DEFAULT_BATCH = 64
@@ -58,8 +62,9 @@ class Constraints:
 @dataclass(frozen=True)
 class Strategy:
     name: str = "screen"
-    #: Guidance settings; for ``optimise`` also how seeds are noised and iterated.
-    settings: OptimiseSettings = OptimiseSettings(strength=0.0)
+    #: Guidance settings; for ``optimise`` also how seeds are noised and iterated; for ``latent``
+    #: how latent vectors are optimised.
+    settings: OptimiseSettings | LatentSettings = OptimiseSettings(strength=0.0)
 
 
 @dataclass(frozen=True)
@@ -186,11 +191,11 @@ def _strategy(spec: Any) -> Strategy:
     name = spec["name"]
     _known(f"strategy {name!r}", spec, _STRATEGY_KEYS[name])
     settings = {k: v for k, v in spec.items() if k != "name"}
-    if name != "screen":
-        settings.setdefault("strength", 1.0)
-    else:
+    if name == "screen":
         settings["strength"] = 0.0
+    elif name != "latent":
+        settings.setdefault("strength", 1.0)
     try:
-        return Strategy(name, OptimiseSettings(**settings))
+        return Strategy(name, LatentSettings(**settings) if name == "latent" else OptimiseSettings(**settings))
     except (CrystalgenInputError, TypeError) as exc:
         raise CrystalgenInputError(f"design job field 'strategy': {exc}") from None

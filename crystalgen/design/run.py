@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from crystalgen.crystal import Crystal
-from crystalgen.design.job import DesignJob
+from crystalgen.design.job import FROM_SEEDS, DesignJob
 from crystalgen.design.objectives import E_HULL, PropertyEvaluator, hits, property_guidance, total_penalty
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.filters.stages import Stage, StageResult
@@ -91,10 +91,15 @@ def load_design_models(job: DesignJob, data_dir: str | os.PathLike | None = None
     if not generator.is_fitted:
         raise CrystalgenInputError(f"design job field 'generator': {job.generator!r} is an unfitted family; "
                                    "use a checkpoint (see `crystalgen models`)")
-    if job.strategy.name != "screen" and not hasattr(generator, "refine"):
+    if job.strategy.name == "latent":
+        if getattr(generator, "latent_property_name", None) is None:
+            raise CrystalgenInputError(f"design job field 'strategy': latent needs a generator with a property head "
+                                       f"on its latent space (a voxel checkpoint), {job.generator!r} has none")
+    elif job.strategy.name != "screen" and not hasattr(generator, "refine"):
         raise CrystalgenInputError(f"design job field 'strategy': {job.strategy.name} needs a diffusion-family "
                                    f"generator, {job.generator!r} is {generator.family!r}")
-    generator.check_target(job.constraints.target)
+    if job.strategy.name != "latent":  # a latent walk is not conditioned: seeds and the filter hold the constraints
+        generator.check_target(job.constraints.target)
     surrogate = load_property_model(job.surrogate, data_dir, kind=PROPERTY)
     oracle = load_property_model(job.oracle or f"oracle-{generator.dataset}", data_dir, kind=PROPERTY)
     try:
@@ -152,7 +157,7 @@ def _generate(job: DesignJob, models: DesignModels, run: RunDir, data_dir: str |
         return job.wall_time_s is not None and spent + time.perf_counter() - began >= job.wall_time_s
 
     settings = job.strategy.settings
-    if job.strategy.name == "optimise":
+    if job.strategy.name in FROM_SEEDS:
         _optimise(job, models, writer, out_of_time, data_dir)
         return
     guidance = property_guidance(models.guide, job.objectives, settings.strength, settings.uncertainty_weight) \
@@ -190,7 +195,7 @@ def retrieve_seeds(job: DesignJob, models: DesignModels, data_dir: str | os.Path
 
 def _optimise(job: DesignJob, models: DesignModels, writer: Any, out_of_time: Any,
               data_dir: str | os.PathLike | None) -> None:
-    from crystalgen.design.strategies import optimise_from_seeds
+    from crystalgen.design.strategies import optimise_from_seeds, optimise_in_latent_space
     from crystalgen.generators.target import Target
 
     seeds = retrieve_seeds(job, models, data_dir)
@@ -198,8 +203,12 @@ def _optimise(job: DesignJob, models: DesignModels, writer: Any, out_of_time: An
         if out_of_time():
             break
         block = seeds[first:first + job.batch_size]
-        result = optimise_from_seeds(models.generator, block, models.guide, job.objectives, job.strategy.settings,
-                                     seed=job.seed + first)
+        if job.strategy.name == "latent":
+            result = optimise_in_latent_space(models.generator, block, models.guide, job.objectives,
+                                              job.strategy.settings)
+        else:
+            result = optimise_from_seeds(models.generator, block, models.guide, job.objectives,
+                                         job.strategy.settings, seed=job.seed + first)
         rows = [row for i, best in enumerate(result.best)
                 for row in _candidate_rows(first + i, Target(), [best])]
         writer.commit(rows, len(block))

@@ -16,8 +16,11 @@ error of a head that predicts the standardised property from the posterior mean:
 space CDVAE-style optimisation works in. With ``kl_weight`` 1 this is the ELBO of a Gaussian
 likelihood of width σ, so the prior is really what samples are drawn from.
 
-**Sampling from scratch.** ``z ~ N(0, temperature² I)``, decoded; an image that describes no
-crystal is counted by cause in :attr:`VoxelVAEGenerator.decode_failures` and gives no sample.
+**Sampling from scratch.** ``z`` is drawn from the prior N(0, temperature² I), or, with
+``sampling.prior: mixture``, from a Gaussian mixture fitted after training to the training
+crystals' posterior means (:mod:`crystalgen.nn.mixture`; ``temperature`` then scales each
+component), and decoded; an image that describes no crystal is counted by cause in
+:attr:`VoxelVAEGenerator.decode_failures` and gives no sample.
 
 Config (YAML, see ``configs/models/voxel-perov_5.yaml``)::
 
@@ -49,11 +52,15 @@ from crystalgen.generators.base import Generator, SampleOptions, Target
 from crystalgen.models.base import TrainingRun, load_weights
 from crystalgen.models.capabilities import GEN, Capabilities
 from crystalgen.nn.conv3d import VoxelDecoder, VoxelEncoder
+from crystalgen.nn.mixture import GaussianMixture
 from crystalgen.representations.voxel import Voxel, VoxelConfig, VoxelError, VoxelImage
 from crystalgen.training.fitting import TrainsOnProtocol
 
 #: Voxels whose target occupancy is below this carry no element label in the loss.
 ELEMENT_SUPPORT = 0.05
+#: Where the latent mixture's arrays sit in ``model.safetensors``.
+MIXTURE_PREFIX = "latent_prior"
+PRIORS = ("normal", "mixture")
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,9 @@ class SamplingConfig:
     #: Scale of the prior's standard deviation when sampling from scratch.
     temperature: float = 1.0
     batch_size: int = 256
+    #: ``normal`` (N(0, I)) or ``mixture`` (fitted to the training posterior means after training).
+    prior: str = "normal"
+    mixture_components: int = 50
 
 
 @dataclass
@@ -170,7 +180,10 @@ class VoxelVAEGenerator(TrainsOnProtocol, Generator):
         self.vae_config: VAEConfig = section_dataclass(self.config, "model", VAEConfig)
         self.train_config: TrainConfig = section_dataclass(self.config, "training", TrainConfig)
         self.sampling: SamplingConfig = section_dataclass(self.config, "sampling", SamplingConfig)
+        if self.sampling.prior not in PRIORS:
+            raise CrystalgenInputError(f"sampling.prior must be one of {', '.join(PRIORS)}, got {self.sampling.prior!r}")
         self.representation = Voxel(self.voxel_config)
+        self.latent_prior: GaussianMixture | None = None
         self.decode_failures: Counter = Counter()
         self.decode_attempts = 0
         self.model: VoxelVAE | None = None
@@ -217,14 +230,51 @@ class VoxelVAEGenerator(TrainsOnProtocol, Generator):
         self.training_summary["image_bytes"] = int(sum(image.nbytes for image, _ in items))
         self.model.cpu()
         self._fitted = True
+        if self.sampling.prior == "mixture":
+            self.latent_prior = self._fit_mixture([image for image, _ in items], self.sampling.mixture_components)
+
+    def fit_latent_prior(self, crystals: Sequence[Crystal], components: int) -> GaussianMixture:
+        """Fit the latent mixture to ``crystals`` (the training split) and sample from it from now on."""
+        mixture = self._fit_mixture([self.representation.encode(c) for c in crystals], components)
+        self.set_latent_prior(mixture)
+        return mixture
+
+    def set_latent_prior(self, mixture: GaussianMixture | None) -> None:
+        """Sample from ``mixture``, or from N(0, I) with ``None``; the checkpoint config follows."""
+        self.latent_prior = mixture
+        sampling = {**(self.config.get("sampling") or {}), "prior": "mixture" if mixture else "normal"}
+        if mixture:
+            sampling["mixture_components"] = mixture.components
+        self.config["sampling"] = sampling
+        self.sampling = section_dataclass(self.config, "sampling", SamplingConfig)
+
+    @torch.no_grad()
+    def _fit_mixture(self, images: list[VoxelImage], components: int) -> GaussianMixture:
+        collate = VoxelCollate(self.elements)
+        means = [self.model.encode(batch.cell, batch.basis)[0]
+                 for batch in (collate([(image, math.nan) for image in images[start:start + self.sampling.batch_size]])
+                               for start in range(0, len(images), self.sampling.batch_size))]
+        try:
+            return GaussianMixture.fit(torch.cat(means).numpy(), components, self.train_config.seed)
+        except ValueError as exc:
+            raise CrystalgenInputError(f"voxel model {self.name!r}: {exc}") from None
 
     def state(self) -> dict[str, Any]:
-        return {k: v.detach().cpu().float() for k, v in self.model.state_dict().items()}
+        tensors = {k: v.detach().cpu().float() for k, v in self.model.state_dict().items()}
+        return {**tensors, **(self.latent_prior.state(MIXTURE_PREFIX) if self.latent_prior else {})}
 
     def load_state(self, tensors: dict[str, Any], data_dir: str | os.PathLike | None = None) -> None:
         if self.model is None:
             raise CrystalgenInputError(f"voxel checkpoint {self.name!r} has no element list in its config")
-        load_weights(self.model, tensors, f"voxel checkpoint {self.name!r}")
+        mixture = {k: v for k, v in tensors.items() if k.startswith(MIXTURE_PREFIX + ".")}
+        load_weights(self.model, {k: v for k, v in tensors.items() if k not in mixture},
+                     f"voxel checkpoint {self.name!r}")
+        if self.sampling.prior == "mixture":
+            try:
+                self.latent_prior = GaussianMixture.from_state(mixture, MIXTURE_PREFIX)
+            except KeyError:
+                raise CrystalgenInputError(f"voxel checkpoint {self.name!r} samples from a latent mixture "
+                                           "but its weights hold none") from None
         self._fitted = True
 
     # ------------------------------------------------------------------ latent space
@@ -261,25 +311,38 @@ class VoxelVAEGenerator(TrainsOnProtocol, Generator):
                         if with_composition else None)
         return self.decode(self.encode(crystals), compositions)
 
-    @torch.no_grad()
-    def predict_property(self, z: torch.Tensor) -> torch.Tensor:
-        """The property head's prediction (in the property's units) at latent vectors ``z``."""
-        if self.model.property_head is None:
+    @property
+    def latent_property_name(self) -> str | None:
+        """The property the latent head predicts (None without a head): what latent design can steer."""
+        return self.config.get("property") if self.model is not None and self.model.property_head is not None else None
+
+    def latent_property(self, z: torch.Tensor) -> torch.Tensor:
+        """The property head's prediction (in the property's units) at latent vectors ``z``, differentiable."""
+        if self.latent_property_name is None:
             raise CrystalgenInputError(f"model {self.name!r} was trained without a property head")
         standardised = self.model.property_head(z).squeeze(1)
         return standardised * self.config["property_std"] + self.config["property_mean"]
 
+    @torch.no_grad()
+    def predict_property(self, z: torch.Tensor) -> torch.Tensor:
+        """:meth:`latent_property` without gradients."""
+        return self.latent_property(z)
+
     # ------------------------------------------------------------------ sampling
     def _sample(self, targets: list[Target], n: int, seed: int, options: SampleOptions) -> list[list[Crystal]]:
         device = resolve_device(options.device or "cpu")
-        generator = torch.Generator(device).manual_seed(seed)
+        # the mixture draws on the CPU, so a seed gives the same crystals on every device
+        generator = torch.Generator("cpu" if self.latent_prior else device).manual_seed(seed)
         temperature = options.temperature or self.sampling.temperature
         out: list[list[Crystal]] = []
         for _ in targets:
             samples: list[Crystal] = []
             for start in range(0, n, self.sampling.batch_size):
                 size = min(self.sampling.batch_size, n - start)
-                z = temperature * torch.randn(size, self.vae_config.latent_dim, generator=generator, device=device)
+                if self.latent_prior is not None:
+                    z = self.latent_prior.sample(size, generator, temperature, device)
+                else:
+                    z = temperature * torch.randn(size, self.vae_config.latent_dim, generator=generator, device=device)
                 for decoded in self.decode(z):
                     self.decode_attempts += 1
                     if isinstance(decoded, VoxelError):
@@ -297,8 +360,12 @@ class VoxelVAEGenerator(TrainsOnProtocol, Generator):
 
     def describe_sampling(self, options: SampleOptions | None = None) -> str:
         options = options or SampleOptions()
-        return (f"z from N(0, {options.temperature or self.sampling.temperature:g}² I), decoded to images and "
-                "by the network-free voxel decoder (failed decodes give no sample)")
+        temperature = options.temperature or self.sampling.temperature
+        source = (f"a {self.latent_prior.components}-component Gaussian mixture fitted to the training posterior "
+                  f"means (component scales x {temperature:g})" if self.latent_prior
+                  else f"N(0, {temperature:g}² I)")
+        return (f"z from {source}, decoded to images and by the network-free voxel decoder "
+                "(failed decodes give no sample)")
 
     def describe_architecture(self) -> str:
         c, v = self.vae_config, self.voxel_config
