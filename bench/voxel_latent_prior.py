@@ -4,11 +4,12 @@ selection split, never on test.
 
 For each prior, ``--samples`` crystals are drawn (seed ``--seed``) and scored with the generation
 metrics (:func:`crystalgen.metrics.gen.evaluate_generation`) against the selection split, with
-novelty against the training split. With ``--write K`` the K-component mixture is stored in the
-checkpoint (its weights, config and card), so that ``crystalgen sample`` draws from it.
+novelty against the training split. With ``--write best`` the prior with the highest
+min(COV-R, COV-P) on the selection split is stored in the checkpoint (weights, config and card),
+so that ``crystalgen sample`` draws from it (``--write K`` stores the K-component mixture).
 
-    python bench/voxel_latent_prior.py --model voxel-perov_5 --components 10 50 200 \
-        --out docs/reports/voxel --write 50
+    python bench/voxel_latent_prior.py --model voxel-perov_5 --components 10 25 50 \
+        --out docs/reports/voxel --write best
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import time
 import warnings
 from pathlib import Path
@@ -46,16 +48,17 @@ def _score(model, data, samples: int, seed: int, workers: int) -> dict:
             "decode_failures": model.sampling_report()["failures"]}
 
 
-def _card_section(rows: list[dict], chosen: int, data, samples: int, seed: int, report: str) -> str:
+def _card_section(rows: list[dict], chosen: int | None, data, samples: int, seed: int, report: str) -> str:
     lines = ["| prior | COV-R | COV-P | SMACT validity | uniqueness | novelty |", "|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['prior']} | {100 * row['cov_recall']:.2f} | {100 * row['cov_precision']:.2f} | "
                      f"{100 * row['comp_validity']:.2f} | {100 * row['uniqueness']:.2f} | "
                      f"{100 * row['novelty']:.2f} |")
-    return (f"Samples are drawn from a {chosen}-component Gaussian mixture fitted (EM, full covariances) to the "
-            f"posterior means of the {len(data.train):,} training crystals, not from N(0, I). The prior was "
-            f"chosen on the protocol's selection split ({len(data.select):,} structures; {samples:,} samples "
-            f"each, seed {seed}; `{report}`):\n\n" + "\n".join(lines) + "\n")
+    source = (f"a {chosen}-component Gaussian mixture fitted (EM, full covariances) to the posterior means of the "
+              f"{len(data.train):,} training crystals, not from N(0, I)" if chosen else "N(0, I)")
+    return (f"Samples are drawn from {source}. The prior was chosen on the protocol's selection split "
+            f"({len(data.select):,} structures; {samples:,} samples each, seed {seed}; highest min(COV-R, COV-P); "
+            f"`{report}`):\n\n" + "\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -67,11 +70,11 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--write", type=int, default=None, metavar="K",
-                        help="store the K-component mixture in the checkpoint (K must be among --components)")
+    parser.add_argument("--write", default=None, metavar="best|K",
+                        help="store the best prior on the selection split, or the K-component mixture, in the checkpoint")
     args = parser.parse_args()
-    if args.write is not None and args.write not in args.components:
-        parser.error(f"--write {args.write} is not among --components {args.components}")
+    if args.write not in (None, "best") and (not args.write.isdigit() or int(args.write) not in args.components):
+        parser.error(f"--write takes 'best' or one of --components {args.components}, got {args.write!r}")
     warnings.simplefilter("ignore")
     torch.set_num_threads(args.workers)
 
@@ -80,30 +83,38 @@ def main() -> None:
     model.set_latent_prior(None)
     rows = [{"prior": "N(0, I)", **_score(model, data, args.samples, args.seed, args.workers)}]
     print(rows[-1], flush=True)
+    start = time.perf_counter()
+    means = model.encode(data.train)
+    encode_s = time.perf_counter() - start
     mixtures = {}
     for components in args.components:
         start = time.perf_counter()
-        mixtures[components] = model.fit_latent_prior(data.train, components)
+        mixtures[components] = model.fit_latent_prior(means, components)
         rows.append({"prior": f"mixture of {components}", "components": components,
                      "fit_s": round(time.perf_counter() - start, 1),
                      **_score(model, data, args.samples, args.seed, args.workers)})
         print(rows[-1], flush=True)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"latent-prior-selection-{data.protocol.name}.json"
+    path = args.out / f"latent-prior-selection-{model.name}.json"
     report = {"model": model.name, "protocol": data.protocol.describe(), "selected_on": data.protocol.name + " selection split",
               "n_select": len(data.select), "n_train": len(data.train), "samples": args.samples, "seed": args.seed,
+              "encode_train_s": round(encode_s, 1),
               "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}, torch {torch.__version__}",
               "rows": rows}
     path.write_text(json.dumps(report, indent=1))
     print(f"wrote {path}")
     if args.write is not None:
         folder = resolve_checkpoint(args.model)
-        model.set_latent_prior(mixtures[args.write])
-        card = set_card_section((folder / "card.md").read_text(), "Latent prior (chosen on the selection split)",
-                                _card_section(rows, args.write, data, args.samples, args.seed, str(path)))
+        best = max(rows, key=lambda row: min(row["cov_recall"], row["cov_precision"]))
+        chosen = best.get("components") if args.write == "best" else int(args.write)
+        model.set_latent_prior(mixtures.get(chosen))
+        card = re.sub(r"^- \*\*Sampler:\*\* .*$", f"- **Sampler:** {model.describe_sampling()}",
+                      (folder / "card.md").read_text(), count=1, flags=re.MULTILINE)
+        card = set_card_section(card, "Latent prior (chosen on the selection split)",
+                                _card_section(rows, chosen, data, args.samples, args.seed, str(path)))
         save_model(model, folder, card)
-        print(f"stored the {args.write}-component mixture in {folder}")
+        print(f"stored {model.describe_sampling()} in {folder}")
 
 
 if __name__ == "__main__":

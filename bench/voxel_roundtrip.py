@@ -119,17 +119,22 @@ def main() -> None:
     parser.add_argument("--sweep", type=str, default=None, help="comma-separated basis grids to sweep")
     parser.add_argument("--widths", type=str, default=None, help="comma-separated widths (voxels) to sweep")
     parser.add_argument("--limit", type=int, default=None, help="only the first N structures")
+    parser.add_argument("--max-atoms", type=int, default=None,
+                        help="only structures with at most this many atoms (e.g. 8: the mp_20_reduced_train_small test split)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    crystals = load_split(args.dataset, args.split, args.data_dir)[:args.limit]
+    crystals = [c for c in load_split(args.dataset, args.split, args.data_dir)
+                if args.max_atoms is None or c.num_atoms <= args.max_atoms][:args.limit]
     base = VoxelConfig(grid=args.grid, width=args.width, cell_grid=args.cell_grid)
     grids = [int(g) for g in _floats(args.sweep)] if args.sweep else [args.grid]
     widths = _floats(args.widths) if args.widths else [args.width]
-    out = args.out or Path(f"bench/results/voxel-roundtrip-{args.dataset}-{args.split}.json")
+    subset = f"-max{args.max_atoms}atoms" if args.max_atoms else ""
+    out = args.out or Path(f"bench/results/voxel-roundtrip-{args.dataset}-{args.split}{subset}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"meta": {"dataset": args.dataset, "split": args.split, "n": len(crystals), "matcher": MATCHER_KWARGS,
+    report = {"meta": {"dataset": args.dataset, "split": args.split, "max_atoms": args.max_atoms, "n": len(crystals),
+                       "matcher": MATCHER_KWARGS,
                        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
                        "workers": args.workers}, "results": []}
     print("| grid | width (voxels) | match | lattice error (Å) | position error (Å) | kB/crystal | decode ms |")

@@ -1,6 +1,8 @@
 """A voxel VAE checkpoint's latent space: reconstruction, KL per dimension, property head,
 interpolation and sampling speed.
 
+* The crystals are the model protocol's test split (its subset, if it has one); a crystal with an
+  element the model has no channel for is left out and counted.
 * Reconstruction: every test crystal is encoded to its posterior mean and decoded, once with the
   composition given to the decoder (it keeps each element's strongest peaks up to the count) and
   once without; matched against the original with ``StructureMatcher(stol=0.5, ltol=0.3,
@@ -9,7 +11,8 @@ interpolation and sampling speed.
   the active dimensions (variance of the posterior mean across crystals above 0.01, Burda et al.).
 * The property head's MAE on the test split, from the posterior mean.
 * Interpolation: decoded structures along the straight line between two test crystals' means.
-* Sampling speed: prior draws decoded per second (network and network-free decoder).
+* Sampling speed: draws from the model's sampling prior decoded per second (network and
+  network-free decoder).
 
     python bench/voxel_vae.py --model voxel-perov_5 --out docs/reports/voxel-perov_5-autoencoder
 """
@@ -28,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from crystalgen.data import load_split
+from crystalgen.data.protocols import load_protocol
 from crystalgen.models.registry import load_model
 from crystalgen.representations.voxel import VoxelError
 
@@ -110,7 +113,8 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="voxel-perov_5")
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--split", choices=("test", "select"), default="test",
+                        help="the model protocol's test or selection split (a protocol subset applies)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--pair", type=int, nargs=2, default=(0, 1), help="test rows to interpolate between")
@@ -122,10 +126,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     model = load_model(args.model, args.data_dir)
-    crystals = load_split(model.dataset, args.split, args.data_dir)[:args.limit]
+    data = load_protocol(model.protocol).load(args.data_dir, include_test=args.split == "test")
+    crystals = (data.test if args.split == "test" else data.select)[:args.limit]
+    channels = set(model.elements.tolist())
+    unknown = sum(not set(c.atomic_numbers.tolist()) <= channels for c in crystals)
+    crystals = [c for c in crystals if set(c.atomic_numbers.tolist()) <= channels]
     matcher = StructureMatcher(**MATCHER_KWARGS)
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"model": model.name, "dataset": model.dataset, "protocol": model.protocol, "split": args.split,
+              "left_out_for_elements_without_a_channel": unknown,
               "matcher": MATCHER_KWARGS, "threads": args.threads,
               "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}, torch {torch.__version__}"}
     report["reconstruction_with_composition"] = _match_rate(model, crystals, True, matcher)

@@ -285,7 +285,7 @@ def test_mixture_prior_is_stored_in_the_checkpoint_and_drives_sampling(tiny_mode
     from crystalgen.models.registry import load_model, save_model
     from crystalgen.models.store import read_checkpoint, write_checkpoint
 
-    mixture = tiny_model.fit_latent_prior(_perovskites(), 2)
+    mixture = tiny_model.fit_latent_prior(tiny_model.encode(_perovskites()), 2)
     try:
         assert tiny_model.config["sampling"]["prior"] == "mixture" and "mixture" in tiny_model.describe_sampling()
         folder = save_model(tiny_model, tmp_path / "voxel-mixture", card="# voxel-mixture\n")

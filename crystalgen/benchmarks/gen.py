@@ -26,6 +26,7 @@ from crystalgen.generators.sampling import sample_resumably
 from crystalgen.runs import RunDir, atomic_write_text, read_csv_rows
 from crystalgen.crystal import Crystal
 from crystalgen.data.loading import parse_cifs
+from crystalgen.data.protocols import DataProtocol
 from crystalgen.generators import Target
 from crystalgen.metrics import GenConfig, GenResult, evaluate_generation
 from crystalgen.metrics.distribution import PropertyFn, densities, num_elements
@@ -183,7 +184,7 @@ def _update_card(bench: BenchmarkModel, settings: GenBenchmarkSettings, metrics:
         "",
         f"{metrics['n_generated']:,} samples (seed {settings.seed}"
         + (f"; a quick run, the benchmark uses {FULL_SAMPLE_COUNT:,}" if metrics["quick_run"] else "")
-        + f") against the {settings.dataset} test split;"
+        + f") against the {settings.dataset} test split{_subset_words(bench.protocol)};"
         + ("" if not compliance else f" space-group compliance {percent(compliance['compliance'])}% (exact "
            f"{percent(compliance['exact_share'])}%, n={compliance['n']});")
         + f" novelty against `{meta['protocol']}` training. Measured with "
@@ -192,6 +193,10 @@ def _update_card(bench: BenchmarkModel, settings: GenBenchmarkSettings, metrics:
         f"{run_provenance(meta)}",
     ])
     update_card(bench, CARD_SECTION, values, body)
+
+
+def _subset_words(protocol: DataProtocol) -> str:
+    return f" ({protocol.subset.describe()} only)" if protocol.subset else ""
 
 
 # ---------------------------------------------------------------------------------- report
@@ -203,7 +208,7 @@ def build_gen_report(bench: BenchmarkModel, settings: GenBenchmarkSettings, metr
                 else f"a quick run; the benchmark uses {FULL_SAMPLE_COUNT:,}")
     notes = [
         f"{result.n_generated} samples from `{bench.name}` ({run_kind}), {metrics['n_unparsable']} unparsable, "
-        f"against the {result.n_test} test structures of {dataset}; novelty against the "
+        f"against the {result.n_test} test structures of {dataset}{_subset_words(bench.protocol)}; novelty against the "
         f"`{bench.protocol.name}` training set.",
         *([f"- {metrics['n_without_sample']} of the {metrics['n_requested']:,} requests got no sample (the "
            "model's decoder failed); the figures below are shares of the samples that exist, so over all "
@@ -219,6 +224,9 @@ def build_gen_report(bench: BenchmarkModel, settings: GenBenchmarkSettings, metr
         notes.append(property_note)
     if bench.protocol.name != dataset:
         notes.append(f"- Trained under `{bench.protocol.name}`, on less data than the published models.")
+    if bench.protocol.subset:
+        notes.append(f"- Train and test splits hold only {bench.protocol.subset.describe()}: the published rows "
+                     "below are for the whole dataset and are not comparable.")
     if bench.model.capabilities.baseline:
         notes.append(f"- `{bench.name}` is a baseline: {bench.model.describe_sampling(bench.options)}")
     rows = [["crystalgen: " + bench.name + " (this run)", percent(result.struct_validity), percent(result.comp_validity),

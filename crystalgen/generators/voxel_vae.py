@@ -231,11 +231,15 @@ class VoxelVAEGenerator(TrainsOnProtocol, Generator):
         self.model.cpu()
         self._fitted = True
         if self.sampling.prior == "mixture":
-            self.latent_prior = self._fit_mixture([image for image, _ in items], self.sampling.mixture_components)
+            self.fit_latent_prior(self._posterior_means([image for image, _ in items]), self.sampling.mixture_components)
 
-    def fit_latent_prior(self, crystals: Sequence[Crystal], components: int) -> GaussianMixture:
-        """Fit the latent mixture to ``crystals`` (the training split) and sample from it from now on."""
-        mixture = self._fit_mixture([self.representation.encode(c) for c in crystals], components)
+    def fit_latent_prior(self, means: torch.Tensor, components: int) -> GaussianMixture:
+        """Fit the latent mixture to posterior ``means`` (of the training split: ``encode(train)``)
+        and sample from it from now on."""
+        try:
+            mixture = GaussianMixture.fit(means.cpu().numpy(), components, self.train_config.seed)
+        except ValueError as exc:
+            raise CrystalgenInputError(f"voxel model {self.name!r}: {exc}") from None
         self.set_latent_prior(mixture)
         return mixture
 
@@ -249,15 +253,15 @@ class VoxelVAEGenerator(TrainsOnProtocol, Generator):
         self.sampling = section_dataclass(self.config, "sampling", SamplingConfig)
 
     @torch.no_grad()
-    def _fit_mixture(self, images: list[VoxelImage], components: int) -> GaussianMixture:
-        collate = VoxelCollate(self.elements)
-        means = [self.model.encode(batch.cell, batch.basis)[0]
-                 for batch in (collate([(image, math.nan) for image in images[start:start + self.sampling.batch_size]])
-                               for start in range(0, len(images), self.sampling.batch_size))]
-        try:
-            return GaussianMixture.fit(torch.cat(means).numpy(), components, self.train_config.seed)
-        except ValueError as exc:
-            raise CrystalgenInputError(f"voxel model {self.name!r}: {exc}") from None
+    def _posterior_means(self, images: list[VoxelImage], device: str = "cpu") -> torch.Tensor:
+        """Posterior means of ``images``, densified and encoded a batch at a time."""
+        collate, size = VoxelCollate(self.elements), self.sampling.batch_size
+        self.model.to(device)
+        means = []
+        for start in range(0, len(images), size):
+            batch = collate([(image, math.nan) for image in images[start:start + size]]).to(device)
+            means.append(self.model.encode(batch.cell, batch.basis)[0])
+        return torch.cat(means) if means else torch.zeros(0, self.vae_config.latent_dim, device=device)
 
     def state(self) -> dict[str, Any]:
         tensors = {k: v.detach().cpu().float() for k, v in self.model.state_dict().items()}
@@ -284,9 +288,7 @@ class VoxelVAEGenerator(TrainsOnProtocol, Generator):
         unknown = sorted({int(z) for c in crystals for z in c.atomic_numbers} - set(self.elements.tolist()))
         if unknown:
             raise CrystalgenInputError(f"model {self.name!r} has no channel for atomic numbers {unknown}")
-        batch = VoxelCollate(self.elements)([(self.representation.encode(c), math.nan) for c in crystals])
-        self.model.to(device)
-        return self.model.encode(batch.cell.to(device), batch.basis.to(device))[0]
+        return self._posterior_means([self.representation.encode(c) for c in crystals], device)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, compositions: Sequence[dict[int, int] | None] | None = None
