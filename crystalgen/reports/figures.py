@@ -14,20 +14,32 @@ RMSE_BINS = 30
 DENSITY_BINS = 40
 
 
-def _pyplot():
-    import matplotlib
+class _Figures:
+    """pyplot's ``subplots`` and ``figure`` without pyplot: figures no backend owns, rendered
+    straight to PNG, so that a caller's backend (a notebook's inline one) is left as it was."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    @staticmethod
+    def subplots(figsize: tuple[float, float]):
+        from matplotlib.figure import Figure
 
-    return plt
+        fig = Figure(figsize=figsize)
+        return fig, fig.subplots()
+
+    @staticmethod
+    def figure(figsize: tuple[float, float]):
+        from matplotlib.figure import Figure
+
+        return Figure(figsize=figsize)
+
+
+def _pyplot() -> _Figures:
+    return _Figures()
 
 
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=DPI)
-    _pyplot().close(fig)
     return buffer.getvalue()
 
 
@@ -138,7 +150,9 @@ def calibration_plot(predicted_std: Sequence[float], observed_rmse: Sequence[flo
 
 def _draw_cell(ax, lattice: np.ndarray, cart_coords: np.ndarray, symbols: Sequence[str], title: str) -> None:
     """One cell on a 3D axis: its edges, and atoms coloured and labelled by element."""
-    colours = _pyplot().get_cmap("tab10")
+    from matplotlib import colormaps
+
+    colours = colormaps["tab10"]
     corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float) @ lattice
     for a in range(8):
         for b in range(a + 1, 8):
