@@ -153,8 +153,10 @@ def test_latent_strategy_runs_a_voxel_job_and_refuses_other_generators(data_dir,
     assert job.strategy.settings.steps == 10 and not hasattr(job.strategy.settings, "strength")
     summary = run_design(job, tmp_path / "latent", data_dir)
     assert summary["generated"] == 4 and summary["strategy"] == "latent"
-    with pytest.raises(CrystalgenInputError, match="latent needs a generator with a property head"):
+    with pytest.raises(CrystalgenInputError, match="field 'strategy'.*no property head on a latent space"):
         load_design_models(parse_job({**spec, "generator": "diffusion-perov_5-gen"}), data_dir)
+    with pytest.raises(CrystalgenInputError, match="predicts heat_ref only, not density"):
+        load_design_models(parse_job({**spec, "objectives": {"density": "max"}}), data_dir)
     with pytest.raises(CrystalgenInputError, match="strength"):
         parse_job({**spec, "strategy": {"name": "latent", "strength": 1.0}})
 

@@ -92,9 +92,12 @@ def load_design_models(job: DesignJob, data_dir: str | os.PathLike | None = None
         raise CrystalgenInputError(f"design job field 'generator': {job.generator!r} is an unfitted family; "
                                    "use a checkpoint (see `crystalgen models`)")
     if job.strategy.name == "latent":
-        if getattr(generator, "latent_property_name", None) is None:
-            raise CrystalgenInputError(f"design job field 'strategy': latent needs a generator with a property head "
-                                       f"on its latent space (a voxel checkpoint), {job.generator!r} has none")
+        from crystalgen.design.strategies import check_latent_objectives
+
+        try:
+            check_latent_objectives(generator, job.objectives)
+        except CrystalgenInputError as exc:
+            raise CrystalgenInputError(f"design job field 'strategy': {exc}") from None
     elif job.strategy.name != "screen" and not hasattr(generator, "refine"):
         raise CrystalgenInputError(f"design job field 'strategy': {job.strategy.name} needs a diffusion-family "
                                    f"generator, {job.generator!r} is {generator.family!r}")

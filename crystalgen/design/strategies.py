@@ -156,14 +156,9 @@ def _record(seeds: Sequence[Crystal], candidates: Sequence[Crystal | None], scor
                            "mean_best_penalty": float(finite.mean()) if len(finite) else float("nan")})
 
 
-def optimise_in_latent_space(generator: object, seeds: Sequence[Crystal], evaluator: PropertyEvaluator,
-                             objectives: Sequence[Objective], settings: LatentSettings = LatentSettings(),
-                             on_iteration: Callable[[int, OptimisationResult], None] | None = None
-                             ) -> OptimisationResult:
-    """Optimise every seed in ``generator`` 's latent space (see the module docstring);
-    ``generator`` has ``encode``, ``decode`` and a differentiable ``latent_property`` head."""
-    import torch
-
+def check_latent_objectives(generator: object, objectives: Sequence[Objective]) -> str:
+    """The property ``generator`` 's latent head predicts; a one-line error when it has no head
+    or an objective asks for another property."""
     name = getattr(generator, "name", generator)
     head = getattr(generator, "latent_property_name", None)
     if head is None:
@@ -173,6 +168,18 @@ def optimise_in_latent_space(generator: object, seeds: Sequence[Crystal], evalua
     if foreign:
         raise CrystalgenInputError(f"strategy latent: the latent head of {name!r} predicts {head} only, not "
                                    f"{', '.join(foreign)}")
+    return head
+
+
+def optimise_in_latent_space(generator: object, seeds: Sequence[Crystal], evaluator: PropertyEvaluator,
+                             objectives: Sequence[Objective], settings: LatentSettings = LatentSettings(),
+                             on_iteration: Callable[[int, OptimisationResult], None] | None = None
+                             ) -> OptimisationResult:
+    """Optimise every seed in ``generator`` 's latent space (see the module docstring);
+    ``generator`` has ``encode``, ``decode`` and a differentiable ``latent_property`` head."""
+    import torch
+
+    head = check_latent_objectives(generator, objectives)
     if not seeds:
         raise CrystalgenInputError("latent optimisation needs at least one seed structure")
     z = generator.encode(seeds).clone().requires_grad_(True)
