@@ -186,7 +186,9 @@ def test_csp_report_files(csp_run):
     assert "**k=1: match rate 50.00%** (2 of 4)" in md
     # Markdown links each figure, which write_report saved.
     figure_names = re.findall(r"\]\(figures/([\w-]+)\.png\)", md)
-    assert {"rmse_histogram", "density"} <= set(figure_names)
+    assert {"rmse_histogram", "density", "gallery"} <= set(figure_names)
+    # SrTiO3 and BaTiO3 match at k=1; ZnO and NaCl got no proposal, so their panels stay empty.
+    assert "the first 2 matched and the first 2 unmatched (those with a parsed proposal first) test structures" in md
     for name in figure_names:
         assert (csp_run.out / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -404,7 +406,12 @@ def test_gen_report(gen_run):
     assert "`heat_ref` as predicted by `surrogate-perov_5`" in md
     assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", page, re.IGNORECASE)
     assert all(s.startswith("data:image/png;base64,") for s in re.findall(r'<img[^>]*\ssrc="([^"]*)"', page))
-    assert {p.stem for p in (gen_run.out / "figures").glob("*.png")} == {"density", "num_elements", "num_atoms"}
+    assert {p.stem for p in (gen_run.out / "figures").glob("*.png")} == {"gallery", "density", "num_elements",
+                                                                          "num_atoms"}
+    # Five valid samples, fewer than the gallery's slots: all of them, in sample order.
+    gallery = md.split("## Gallery", 1)[1].split("\n## ", 1)[0]
+    assert "![All 5 structurally valid samples, in sample order (s000000, s000001, s000002, s000003, s000004)" \
+        in gallery and "](figures/gallery.png)" in gallery
 
 
 def test_gen_rerun_resumes_and_other_settings_are_refused(gen_run, synthetic_template_ckpt, synthetic_perov_dir,

@@ -288,7 +288,8 @@ def test_command_tree_is_known():
     }
     assert expected <= set(COMMAND_PATHS)
     assert {p for p in COMMAND_PATHS if p[:1] == ("benchmark",)} == {
-        ("benchmark",), ("benchmark", "csp"), ("benchmark", "gen"), ("benchmark", "surrogate"), ("benchmark", "design")}
+        ("benchmark",), ("benchmark", "csp"), ("benchmark", "gen"), ("benchmark", "surrogate"), ("benchmark", "design"),
+        ("benchmark", "sun")}
 
 
 @pytest.mark.parametrize("path", COMMAND_PATHS, ids=lambda p: " ".join(p) or "crystalgen")

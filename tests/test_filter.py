@@ -248,9 +248,10 @@ def test_rerunning_with_other_settings_is_refused(standard_run, candidates_csv, 
 
 def test_interrupted_run_resumes_to_the_same_result(standard_run, candidates_csv, tiny_ckpt, fake_mp20, tmp_path,
                                                      monkeypatch, capsys):
-    """Chunks of two rows; the stability stage is interrupted on the third chunk. The resumed run
-    keeps the two finished chunks, drops a torn half-row, and still finds that rows 4 and 7
-    duplicate rows 0 and 1 of the earlier session: the same file as an uninterrupted run."""
+    """Chunks of two rows (one worker: more would widen the chunks); the stability stage is
+    interrupted on the third chunk. The resumed run keeps the two finished chunks, drops a torn
+    half-row, and still finds that rows 4 and 7 duplicate rows 0 and 1 of the earlier session: the
+    same file as an uninterrupted run."""
     import crystalgen.filters.pipeline as pipeline
     from crystalgen.filters.stages import Stability
 
@@ -266,7 +267,8 @@ def test_interrupted_run_resumes_to_the_same_result(standard_run, candidates_csv
 
     monkeypatch.setattr(Stability, "evaluate", interrupted_on_the_third_chunk)
     out = tmp_path / "out"
-    args = filter_args(candidates_csv, out, tiny_ckpt, fake_mp20, "--skip", "novelty", "--max-e-hull", "100")
+    args = filter_args(candidates_csv, out, tiny_ckpt, fake_mp20, "--skip", "novelty", "--max-e-hull", "100",
+                       "--workers", "1")
     first = run_main(args, capsys)
     assert first.returncode == EXIT_INTERRUPTED and "interrupted" in first.stderr
     assert calls == [[0, 1], [2, 3], [4]]  # row 5 is unreadable: not given to the stages

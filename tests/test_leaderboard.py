@@ -197,6 +197,20 @@ def test_fake_runs_give_figures_with_provenance_best_first(fake_tree):
     assert "`notes/`: no metrics.json" in skipped and "alpha" not in skipped
 
 
+def test_rows_say_where_their_figures_sit_and_cards_keep_whole_bullets(fake_tree):
+    reports, checkpoints = fake_tree
+    lb = build_leaderboard(reports, checkpoints)
+    rows = {(e.run.folder.name, e.detail): e for board in lb.boards for e in board.entries if e.run}
+    assert rows["template-perov_5-csp", 20].path == ("by_k", "20")  # docs tables cite by_k.20.match_rate
+    assert rows["surrogate-perov_5", "heat_ref"].path == ("properties", "heat_ref")
+    assert rows["gamma-mp_20-gen", None].path == ()
+    assert rows["alpha-perov_5-csp", 1].run.metrics["metadata"]["settings"]["seed"] == 7
+    card = next(card for card in lb.models if card.name == "alpha-perov_5")
+    assert card.path == checkpoints / "alpha-perov_5" / "card.md"
+    assert card.fields["Training wall time"] == ("12.5 min of training steps, summed over resumed sessions "
+                                                 "(data loading not included)")  # its second line joined on
+
+
 def test_committed_leaderboard_is_not_stale():
     lb = build_leaderboard(REAL_REPORTS, REAL_CHECKPOINTS)
     for path, rendered in ((COMMITTED_MD, render_markdown(lb, REPO_ROOT / "docs")),

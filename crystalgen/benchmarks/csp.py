@@ -42,13 +42,15 @@ from crystalgen.data.loading import parse_cifs
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.generators import Generator, SampleOptions, Target
 from crystalgen.models import Capabilities, list_models
-from crystalgen.metrics._pool import process_pool
+from crystalgen.executors import open_workers
+from crystalgen.metrics._pool import MATCHING_MODULES
 from crystalgen.metrics._util import json_float
 from crystalgen.metrics.csp import UNKNOWN_SYSTEM, CspConfig, CspMatrix, csp_rms_matrix
 from crystalgen.metrics.distribution import densities, num_elements, wasserstein
 from crystalgen.progress import progress_bar
 from crystalgen.reports import figures
 from crystalgen.reports.document import Figure, Report, Section, Table, Text, number, percent, write_report
+from crystalgen.reports.gallery import csp_gallery_section
 from crystalgen.reports.published import SOURCE, published_csp
 
 PREDICTIONS_FILE, SCORES_FILE, METRICS_FILE, PER_STRUCTURE_FILE = (
@@ -141,16 +143,17 @@ def _save_scores(path: Path, rms: np.ndarray, systems: np.ndarray) -> None:
 
 
 def score(run: RunDir, test: list[Crystal], predictions: list[list[str | None]], k: int, config: CspConfig,
-          workers: int | None) -> CspMatrix:
+          workers: int | None, scheduler: str | None = None) -> CspMatrix:
+    """The RMS matrix, matched over ``workers`` local processes or a Dask cluster at ``scheduler``."""
     path = run.path / SCORES_FILE
     rms, systems = _load_scores(path, k)
     if len(rms) < len(test):
-        with process_pool(workers) as pool, progress_bar() as progress:
+        with open_workers(workers, scheduler, MATCHING_MODULES) as opened, progress_bar() as progress:
             task = progress.add_task(f"matching (k={k})", total=len(test) * k, completed=len(rms) * k)
             for start in range(len(rms), len(test), SCORE_BLOCK):
                 stop = min(start + SCORE_BLOCK, len(test))
-                block = csp_rms_matrix(test[start:stop], predictions[start:stop], k, config, workers, pool,
-                                       progress, show_progress=False)
+                block = csp_rms_matrix(test[start:stop], predictions[start:stop], k, config, opened.width,
+                                       opened.executor, progress, show_progress=False)
                 codes = np.array([CRYSTAL_SYSTEMS.index(s) for s in block.crystal_system], dtype=np.int64)
                 rms, systems = np.concatenate([rms, block.rms]), np.concatenate([systems, codes])
                 _save_scores(path, rms, systems)
@@ -165,8 +168,11 @@ def score(run: RunDir, test: list[Crystal], predictions: list[list[str | None]],
 
 # ---------------------------------------------------------------------------------- entry point
 def run_csp_benchmark(settings: CspBenchmarkSettings, out: str | os.PathLike, data_dir: str | os.PathLike | None = None,
-                      workers: int | None = None, update_card: bool = False) -> dict[str, Any]:
-    """Run (or resume) a CSP benchmark into ``out``; returns what ``metrics.json`` holds."""
+                      workers: int | None = None, update_card: bool = False, scheduler: str | None = None
+                      ) -> dict[str, Any]:
+    """Run (or resume) a CSP benchmark into ``out``; returns what ``metrics.json`` holds. Matching
+    runs over ``workers`` local processes, or a Dask cluster at ``scheduler``; neither is part of
+    the run's settings, so a run may be resumed on the other."""
     start = time.perf_counter()
     bench = load_benchmark_model(settings.model, settings.dataset, settings.protocol, "csp", data_dir)
     if update_card and (settings.sampler_steps is not None or settings.template_source is not None):
@@ -190,10 +196,10 @@ def run_csp_benchmark(settings: CspBenchmarkSettings, out: str | os.PathLike, da
     predictions = read_predictions(run.path / PREDICTIONS_FILE, ids, k)
     config = CspConfig(require_smact=settings.require_smact)
     with run.timed("score"):
-        matrix = score(run, test, predictions, k, config, workers)
+        matrix = score(run, test, predictions, k, config, workers, scheduler)
     ks = sorted({1, k})
     results = {kk: matrix.result(kk) for kk in ks}
-    curve = [_curve_point(settings, steps, Path(out), data_dir, workers) for steps in settings.steps_curve]
+    curve = [_curve_point(settings, steps, Path(out), data_dir, workers, scheduler) for steps in settings.steps_curve]
     with run.timed("report"):
         first = [p[0] for p in predictions]
         parsed = _parse_rank0(first)
@@ -218,12 +224,13 @@ def _require_sampler_steps(model: Generator) -> None:
 STEPS_CURVE_DIR = "steps_curve"
 
 
-def _curve_point(settings: CspBenchmarkSettings, steps: int, out: Path, data_dir, workers) -> dict[str, Any]:
+def _curve_point(settings: CspBenchmarkSettings, steps: int, out: Path, data_dir, workers,
+                 scheduler: str | None) -> dict[str, Any]:
     """A k=1 sub-benchmark at ``steps`` sampler steps (itself resumable) and its headline figures."""
     sub = CspBenchmarkSettings(settings.model, settings.dataset, settings.protocol, settings.curve_limit, 1,
                                settings.seed, settings.require_smact, sampler_steps=steps,
                                template_source=settings.template_source)
-    metrics = run_csp_benchmark(sub, out / STEPS_CURVE_DIR / f"steps-{steps}", data_dir, workers)
+    metrics = run_csp_benchmark(sub, out / STEPS_CURVE_DIR / f"steps-{steps}", data_dir, workers, scheduler=scheduler)
     predict_s = metrics["metadata"]["wall_s"].get("predict", float("nan"))
     return {"steps": steps, "n": metrics["n"], "match_rate": metrics["match_rate"], "rmse": metrics["rmse"],
             "predict_s": predict_s, "structures_per_s": metrics["n"] / predict_s if predict_s else None}
@@ -397,6 +404,7 @@ def build_csp_report(bench: BenchmarkModel, settings: CspBenchmarkSettings, metr
     sections = [
         Section("Summary", [Text("\n".join(summary))]),
         Section("Compared with published figures", [table]),
+        csp_gallery_section(test, first_proposals, results[1].matched, results[1].rms),
         Section("RMS distance of matched structures", [
             Figure("rmse_histogram", figures.rmse_histogram({kk: r.rms for kk, r in results.items()}),
                    "Best-match RMS distance per matched test structure."),

@@ -32,6 +32,7 @@ from crystalgen.metrics import GenConfig, GenResult, evaluate_generation
 from crystalgen.metrics.distribution import PropertyFn, densities, num_elements
 from crystalgen.reports import figures
 from crystalgen.reports.document import Figure, Report, Section, Table, Text, MISSING, number, percent, write_report
+from crystalgen.reports.gallery import gen_gallery_section
 from crystalgen.reports.published import SOURCE, published_gen
 
 SAMPLES_FILE, METRICS_FILE = "samples.csv", "metrics.json"
@@ -247,6 +248,7 @@ def build_gen_report(bench: BenchmarkModel, settings: GenBenchmarkSettings, metr
              f"{percent(compliance['compliance'])}%."), *symmetry])]
     sections = [
         Section("Summary", [Text("\n".join(notes)), table]),
+        gen_gallery_section(samples, result.validity_detail.struct_valid),
         Section("Distributions against the test set", [
             Figure("density", figures.compare_histogram(densities(test), densities(samples), "density (g/cm³)",
                                                         "test", "samples"), "Density."),

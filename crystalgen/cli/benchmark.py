@@ -1,4 +1,4 @@
-"""``crystalgen benchmark csp|gen|surrogate|design``."""
+"""``crystalgen benchmark csp|gen|surrogate|design|sun``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import click
 from rich.console import Console
 
 from crystalgen.cli.data import data_dir_option
+from crystalgen.cli.workers import scheduler_option, workers_option as _workers
 from crystalgen.constants import DEFAULT_MAX_E_ABOVE_HULL
 from crystalgen.data.registry import DATASETS
 
@@ -20,8 +21,6 @@ _protocol = click.option("--protocol", "-p", default=None,
 _seed = click.option("--seed", type=int, default=0, show_default=True)
 _out = click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
                     help="Output folder; re-running the same command there resumes.")
-_workers = click.option("--workers", type=click.IntRange(min=1), default=None,
-                        help="Processes for scoring (default: every core).")
 
 
 @click.group()
@@ -52,10 +51,12 @@ def benchmark() -> None:
               help="Where a template-based model (wyckoff) takes its templates, e.g. the random-placement control.")
 @_out
 @_workers
+@scheduler_option
 @data_dir_option
 def csp(model_name: str, dataset: str, protocol: str | None, k: int, limit: int | None, seed: int,
         require_smact: bool, update_card: bool, sampler_steps: int | None, steps_curve: str, curve_limit: int,
-        template_source: str | None, out: Path, workers: int | None, data_dir: str | None) -> None:
+        template_source: str | None, out: Path, workers: int | None, scheduler: str | None, data_dir: str | None
+        ) -> None:
     """Crystal structure prediction: k proposals per test composition, scored by StructureMatcher.
 
     Writes OUT/predictions.csv (material_id, rank, cif), OUT/metrics.json (match_rate, rmse, n,
@@ -70,7 +71,7 @@ def csp(model_name: str, dataset: str, protocol: str | None, k: int, limit: int 
     curve = _int_list(steps_curve, "--steps-curve")
     settings = CspBenchmarkSettings(model_name, dataset, protocol, limit, k, seed, require_smact, sampler_steps,
                                     curve, curve_limit if curve else None, template_source)
-    metrics = run_csp_benchmark(settings, out, data_dir, workers, update_card)
+    metrics = run_csp_benchmark(settings, out, data_dir, workers, update_card, scheduler)
     lines = [f"k={kk}: match rate {_pct(e['match_rate'])}, RMSE {_fmt(e['rmse'])}, n={e['n']}"
              for kk, e in metrics["by_k"].items()]
     _finish(out, lines)
@@ -177,6 +178,38 @@ def design(model_name: str, dataset: str, protocol: str | None, surrogate: str |
     lines = [f"{label}: " + ", ".join(f"{k.upper()} {_pct(v)}" for k, v in rates.items())
              for label, rates in metrics["success_rates"].items()]
     _finish(out, lines)
+
+
+@benchmark.command()
+@_model
+@click.option("-n", "--n", "num_samples", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Samples to generate; every one is in the S.U.N. denominator.")
+@_seed
+@_out
+@_workers
+@scheduler_option
+@data_dir_option
+def sun(model_name: str, num_samples: int, seed: int, out: Path, workers: int | None, scheduler: str | None,
+        data_dir: str | None) -> None:
+    """S.U.N.: stable, unique and novel samples, relaxed with CHGNet, under the model's own protocol.
+
+    Novelty and the hull are against every structure of that protocol except its test split
+    (training + selection), the hull built from their CHGNet energies (cached after the first
+    run). Writes OUT/samples.csv, OUT/filter/filtered.csv, OUT/metrics.json, OUT/report.md and
+    OUT/report.html; re-running the same command resumes.
+
+    \b
+    Example:
+      crystalgen benchmark sun --model diffusion-mp_20-gen -n 100 --out runs/sun-mp20
+    """
+    from crystalgen.benchmarks.sun import SunBenchmarkSettings, run_sun_benchmark
+    from crystalgen.executors import open_workers
+
+    with open_workers(workers, scheduler) as pool:
+        metrics = run_sun_benchmark(SunBenchmarkSettings(model_name, num_samples, seed), out, data_dir, pool)
+    _finish(out, [f"E_hull <= {key} eV/atom: S.U.N. {entry['count']}/{metrics['n_requested']} = "
+                  f"{_pct(entry['share_of_requested'])} (of structurally valid: {_pct(entry['share_of_valid'])})"
+                  for key, entry in metrics["sun"].items()])
 
 
 def _int_list(text: str, option: str) -> tuple[int, ...]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from crystalgen.cli.data import data_dir_option
+from crystalgen.cli.workers import with_workers_options
 
 
 @click.command()
@@ -14,15 +15,17 @@ from crystalgen.cli.data import data_dir_option
               help="Design job YAML (see configs/design/).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output folder; re-running the same job there resumes.")
+@with_workers_options
 @data_dir_option
-def design(job_file: Path, out: Path, data_dir: str | None) -> None:
+def design(job_file: Path, out: Path, workers: int | None, scheduler: str | None, data_dir: str | None) -> None:
     """Generate candidates toward property objectives, filter and rank them, and judge hits with the oracle.
 
     The job file names the objectives (surrogate properties, e_hull, density), the constraints
     (element set, composition, space group, largest atom count, SMACT, uniqueness, novelty), the
     generator, the strategy (screen, guided, optimise or latent), the budget and a seed; see
     docs/design.md. Writes OUT/candidates.csv, OUT/filter/, OUT/ranked.csv, OUT/cifs/ (the hits),
-    OUT/summary.json, OUT/report.md and a self-contained OUT/report.html.
+    OUT/summary.json, OUT/report.md and a self-contained OUT/report.html. Novelty and the CHGNet
+    relaxations run over --workers local processes or a Dask cluster (--scheduler).
 
     \b
     Example:
@@ -32,8 +35,11 @@ def design(job_file: Path, out: Path, data_dir: str | None) -> None:
 
     from crystalgen.design.job import load_job
     from crystalgen.design.run import run_design
+    from crystalgen.executors import open_workers
 
-    summary = run_design(load_job(job_file), out, data_dir)
+    job = load_job(job_file)
+    with open_workers(workers, scheduler) as pool:
+        summary = run_design(job, out, data_dir, pool)
     console = Console(highlight=False)
     rate = summary["hit_rate"]
     console.print(f"{summary['generated']:,} generated, {summary['survivors']:,} survived the filters; hits by the "

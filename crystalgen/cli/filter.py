@@ -11,10 +11,12 @@ import click
 from rich.console import Console
 
 from crystalgen.cli.data import data_dir_option
+from crystalgen.cli.workers import with_workers_options
 from crystalgen.constants import DEFAULT_MAX_E_ABOVE_HULL
 from crystalgen.filters.names import FILTERED_FILE, STAGE_ORDER
 
 if TYPE_CHECKING:
+    from crystalgen.executors import Workers
     from crystalgen.filters.pipeline import FilterConfig
     from crystalgen.filters.inputs import CandidateRow
     from crystalgen.filters.stages import Stage
@@ -58,38 +60,44 @@ def filter_config_from_options(filter_config: Path | None, surrogate: str | None
 @click.option("--protocol", "-p", default=None,
               help="Novelty is against this protocol's training split (default: the surrogate's protocol).")
 @with_filter_options
+@with_workers_options
 @data_dir_option
 def filter_command(source: Path, out: Path, protocol: str | None, filter_config: Path | None, surrogate: str | None,
-                   max_e_above_hull: float | None, skip: tuple[str, ...], relax: bool | None,
-                   data_dir: str | None) -> None:
+                   max_e_above_hull: float | None, skip: tuple[str, ...], relax: bool | None, workers: int | None,
+                   scheduler: str | None, data_dir: str | None) -> None:
     """Filter candidate crystals: SOURCE is a samples CSV (with a 'cif' column) or a folder of CIFs.
 
     Writes OUT/filtered.csv (every input column, then valid_struct, valid_comp, is_unique,
     duplicate_of, is_novel, pred_<property> and its _std, e_above_hull_est and its _std, passed,
     reject_reason), OUT/summary.json, OUT/summary.md and the funnel plot OUT/funnel.png.
-    Re-running the same command resumes.
+    Re-running the same command resumes, on the same or another executor (--workers, --scheduler):
+    novelty and the CHGNet relaxation are spread over it, the other stages run here.
 
     \b
     Example:
       crystalgen filter samples/samples.csv --out filtered/
+      crystalgen filter samples/samples.csv --relax --scheduler tcp://head-node:8786 --out filtered/
     """
+    from crystalgen.executors import open_workers
     from crystalgen.filters.build import build_stages
     from crystalgen.filters.inputs import read_candidates
 
     config = filter_config_from_options(filter_config, surrogate, max_e_above_hull, skip, relax)
     rows, columns = read_candidates(source)
     stages, provenance = build_stages(config, protocol, data_dir)
-    summary = filter_candidates(rows, columns, stages, provenance, out,
-                                {"source": str(source), "filter": asdict(config), "protocol": protocol})
+    with open_workers(workers, scheduler) as pool:
+        summary = filter_candidates(rows, columns, stages, provenance, out,
+                                    {"source": str(source), "filter": asdict(config), "protocol": protocol}, pool)
     print_summary(summary, out)
 
 
 def filter_candidates(rows: Sequence[CandidateRow], columns: Sequence[str], stages: Sequence[Stage],
-                      provenance: dict[str, Any], out: Path, settings: dict[str, Any]) -> dict[str, Any]:
+                      provenance: dict[str, Any], out: Path, settings: dict[str, Any],
+                      workers: Workers | None = None) -> dict[str, Any]:
     """Run built stages on candidates into OUT, and write the summary and funnel plot."""
     from crystalgen.filters.pipeline import run_filter
 
-    summary = run_filter(rows, columns, stages, out, {**settings, "n": len(rows)}, provenance)
+    summary = run_filter(rows, columns, stages, out, {**settings, "n": len(rows)}, provenance, workers)
     _write_summary(summary, out)
     return summary
 

@@ -22,6 +22,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from crystalgen.crystal import Crystal
 from crystalgen.design.job import FROM_SEEDS, DesignJob
 from crystalgen.design.objectives import E_HULL, PropertyEvaluator, hits, property_guidance, total_penalty
 from crystalgen.errors import CrystalgenInputError
+from crystalgen.executors import Workers
 from crystalgen.filters.stages import Stage, StageResult
 from crystalgen.filters.names import FILTERED_FILE
 from crystalgen.filters.pipeline import csv_cell
@@ -124,8 +126,11 @@ def load_design_models(job: DesignJob, data_dir: str | os.PathLike | None = None
     return DesignModels(generator, guide, judge, generator.protocol)
 
 
-def run_design(job: DesignJob, out: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Run (or resume) ``job`` into ``out``; returns the summary (also OUT/summary.json)."""
+def run_design(job: DesignJob, out: str | os.PathLike, data_dir: str | os.PathLike | None = None,
+               workers: Workers | None = None) -> dict[str, Any]:
+    """Run (or resume) ``job`` into ``out``; returns the summary (also OUT/summary.json).
+
+    ``workers``: where novelty and the CHGNet relaxations run (inline when ``None``)."""
     from crystalgen.design.report import design_report
     from crystalgen.reports.document import write_report
 
@@ -134,13 +139,13 @@ def run_design(job: DesignJob, out: str | os.PathLike, data_dir: str | os.PathLi
     with run.timed("generate"):
         _generate(job, models, run, data_dir)
     with run.timed("filter"):
-        funnel = _filter(job, models, run, data_dir)
+        funnel = _filter(job, models, run, data_dir, workers)
     with run.timed("score"):
         ranked = _rank(job, models, run.path)
     relaxed = []
     if job.relax_top:
         with run.timed("relax"):
-            relaxed = _relax(job, models, run, ranked)
+            relaxed = _relax(job, models, run, ranked, workers)
     summary = summarise(job, models, run, funnel, ranked, relaxed)
     atomic_write_text(run.path / SUMMARY_FILE, json.dumps(summary, indent=2))
     write_report(design_report(job, summary, ranked, models, data_dir), run.path)
@@ -218,7 +223,8 @@ def _optimise(job: DesignJob, models: DesignModels, writer: Any, out_of_time: An
 
 
 # ---------------------------------------------------------------------------------- filter and rank
-def _filter(job: DesignJob, models: DesignModels, run: RunDir, data_dir: str | os.PathLike | None) -> dict[str, Any]:
+def _filter(job: DesignJob, models: DesignModels, run: RunDir, data_dir: str | os.PathLike | None,
+            workers: Workers | None) -> dict[str, Any]:
     from crystalgen.cli.filter import filter_candidates
     from crystalgen.data.protocols import load_training_split
     from crystalgen.filters.inputs import read_candidates
@@ -239,7 +245,7 @@ def _filter(job: DesignJob, models: DesignModels, run: RunDir, data_dir: str | o
     out = run.path / FILTER_DIR
     if (out / RUN_FILE).is_file() and read_state(out / RUN_FILE).get("settings", {}).get("n") != len(rows):
         shutil.rmtree(out)  # filtered from fewer candidates (a budget-stopped run now resumed): derived, so redone
-    return filter_candidates(rows, columns, stages, provenance, out, {"job": job.settings()})
+    return filter_candidates(rows, columns, stages, provenance, out, {"job": job.settings()}, workers)
 
 
 def _survivors(path: Path) -> list[Crystal]:
@@ -294,19 +300,27 @@ def score(job: DesignJob, models: DesignModels, crystals: Sequence[Crystal]) -> 
 
 
 # ---------------------------------------------------------------------------------- relaxation
-def _relax(job: DesignJob, models: DesignModels, run: RunDir, ranked: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """CHGNet-relax the top ``relax_top`` survivors and re-score them; resumes per block."""
-    from crystalgen.filters.relax import chgnet_relax, load_chgnet
+def _relax_one(crystal: Crystal, in_worker: bool = False) -> tuple[Crystal, float] | None:
+    from crystalgen.executors import hold_torch_to_one_thread
+    from crystalgen.filters.relax import chgnet_relax, worker_chgnet
 
+    if in_worker:
+        hold_torch_to_one_thread()
+    return chgnet_relax(worker_chgnet(), crystal, RELAX_STEPS, RELAX_FMAX)
+
+
+def _relax(job: DesignJob, models: DesignModels, run: RunDir, ranked: list[dict[str, Any]],
+           workers: Workers | None) -> list[dict[str, str]]:
+    """CHGNet-relax the top ``relax_top`` survivors (over ``workers``) and re-score them; resumes per block."""
     top = ranked[:job.relax_top]
-    model = load_chgnet()
+    pooled = workers is not None and workers.executor is not None
+    relax_many, relax_one = (workers.executor.map, partial(_relax_one, in_worker=True)) if pooled else (map, _relax_one)
     columns = ("rank", "candidate_id", "relaxed", "chgnet_energy_per_atom", "hit_oracle_before",
                "hit_surrogate_after", "hit_oracle_after", "relaxed_cif")
     writer = run.csv_writer(RELAXED_FILE, columns)
     for first in range(writer.done, len(top), RELAX_BLOCK):
         block = top[first:first + RELAX_BLOCK]
-        relaxed = [chgnet_relax(model, Crystal.from_cif(row["cif"], id=row["candidate_id"]), RELAX_STEPS, RELAX_FMAX)
-                   for row in block]
+        relaxed = list(relax_many(relax_one, [Crystal.from_cif(row["cif"], id=row["candidate_id"]) for row in block]))
         done = [r[0] for r in relaxed if r is not None]
         after = score(job, models, done)
         rows, k = [], 0

@@ -21,9 +21,10 @@ from crystalgen.config_sections import checked_section, read_yaml_mapping
 from crystalgen.constants import DEFAULT_MAX_E_ABOVE_HULL
 from crystalgen.crystal import Crystal
 from crystalgen.errors import CrystalgenInputError
+from crystalgen.executors import Workers, split_evenly
 from crystalgen.filters.inputs import CandidateRow
 from crystalgen.filters.names import FILTERED_FILE, STAGE_ORDER
-from crystalgen.filters.stages import Stage
+from crystalgen.filters.stages import Stage, StageResult, evaluate_part, join_results
 from crystalgen.metrics.validity import MIN_DISTANCE, MIN_VOLUME
 from crystalgen.progress import progress_bar
 from crystalgen.runs import RunDir, atomic_write_text
@@ -98,31 +99,48 @@ def csv_cell(value: Any) -> Any:
 
 
 def run_filter(rows: Sequence[CandidateRow], input_columns: Sequence[str], stages: Sequence[Stage],
-               out: str | os.PathLike, settings: dict[str, Any], provenance: dict[str, Any] | None = None
-               ) -> dict[str, Any]:
+               out: str | os.PathLike, settings: dict[str, Any], provenance: dict[str, Any] | None = None,
+               workers: Workers | None = None) -> dict[str, Any]:
     """Filter ``rows`` into OUT/filtered.csv (resuming a run with the same settings); returns the
-    summary (with ``provenance``, what the stages were built from), also written to OUT/summary.json."""
+    summary (with ``provenance``, what the stages were built from), also written to OUT/summary.json.
+
+    ``workers``: where the distributable stages run (inline when ``None``). It is not part of the
+    run's settings: the same run may be resumed on another executor, with the same result."""
     run = RunDir(out, settings)
     columns = output_columns(input_columns, stages)
     writer = run.csv_writer(FILTERED_FILE, columns)
     if writer.done:
         _restore(rows[:writer.done], stages, Path(out) / FILTERED_FILE)
-    chunk_rows = min([CHUNK_ROWS, *(s.chunk_rows for s in stages if s.chunk_rows)])
+    width = workers.width if workers is not None and workers.executor is not None else 1
+    # a chunk is what is saved at once; with more workers it grows so that every worker has some of it
+    chunk_rows = width * min([CHUNK_ROWS, *(s.chunk_rows for s in stages if s.chunk_rows)])
     with run.timed("filter"), progress_bar() as progress:
         task = progress.add_task("filtering", total=len(rows), completed=writer.done)
         for start in range(writer.done, len(rows), chunk_rows):
             chunk = rows[start:start + chunk_rows]
-            writer.commit(_filter_chunk(chunk, range(start, start + len(chunk)), stages), len(chunk))
+            writer.commit(_filter_chunk(chunk, range(start, start + len(chunk)), stages, workers), len(chunk))
             progress.update(task, completed=start + len(chunk))
     summary = summarise(Path(out) / FILTERED_FILE, [s.name for s in stages], len(rows))
     summary["wall_s"] = dict(run.wall_s)
     summary["structures_per_s"] = len(rows) / max(sum(run.wall_s.values()), MIN_WALL_S)
+    summary["executor"] = workers.description if workers is not None else "inline (1 process)"
     summary.update(provenance or {})
     atomic_write_text(Path(out) / SUMMARY_FILE, json.dumps(summary, indent=2))
     return summary
 
 
-def _filter_chunk(chunk: Sequence[CandidateRow], row_ids: range, stages: Sequence[Stage]) -> list[dict[str, Any]]:
+def _evaluate(stage: Stage, crystals: list[Crystal], row_ids: list[int], workers: Workers | None) -> StageResult:
+    """``stage.evaluate``, split over the workers when the stage is worth sending to them."""
+    if workers is None or workers.executor is None or not stage.distributable or len(crystals) < 2:
+        return stage.evaluate(crystals, row_ids)
+    pieces = split_evenly(len(crystals), workers.width)
+    parts = [[crystals[i] for i in piece] for piece in pieces]
+    part_ids = [[row_ids[i] for i in piece] for piece in pieces]
+    return join_results(list(workers.executor.map(evaluate_part, [stage.portable(p) for p in parts], parts, part_ids)))
+
+
+def _filter_chunk(chunk: Sequence[CandidateRow], row_ids: range, stages: Sequence[Stage],
+                  workers: Workers | None = None) -> list[dict[str, Any]]:
     readable = [i for i, row in enumerate(chunk) if row.crystal is not None]
     crystals: list[Crystal] = [chunk[i].crystal for i in readable]
     ids = [row_ids[i] for i in readable]
@@ -133,7 +151,7 @@ def _filter_chunk(chunk: Sequence[CandidateRow], row_ids: range, stages: Sequenc
     survivors = np.ones(len(readable), dtype=bool)
     for stage in stages:
         chosen = np.flatnonzero(survivors) if stage.only_survivors else np.arange(len(readable))
-        result = stage.evaluate([crystals[k] for k in chosen], [ids[k] for k in chosen])
+        result = _evaluate(stage, [crystals[k] for k in chosen], [ids[k] for k in chosen], workers)
         for name, values in result.columns.items():
             for k, value in zip(chosen, values):
                 out[readable[k]][name] = csv_cell(value)

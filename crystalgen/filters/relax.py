@@ -13,6 +13,7 @@ CHGNet ships its weights inside the package; they are read with ``torch.load(wei
 from __future__ import annotations
 
 import contextlib
+import functools
 import csv
 import io
 import json
@@ -55,6 +56,12 @@ def load_chgnet() -> "CHGNet":
     state = torch.load(weights[0], map_location="cpu", weights_only=True)
     with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints its parameter count
         return CHGNet.from_dict(state["model"])
+
+
+@functools.lru_cache(maxsize=1)
+def worker_chgnet() -> "CHGNet":
+    """CHGNet, loaded once per worker process: cheaper than sending the model with every task."""
+    return load_chgnet()
 
 
 def chgnet_relax(model: "CHGNet", crystal: Crystal, steps: int, fmax: float) -> tuple[Crystal, float] | None:
@@ -154,6 +161,7 @@ class Relaxation(Stage):
     columns = ("relaxed_valid_struct", "chgnet_energy_per_atom", "e_above_hull_chgnet", "relax_s", "relaxed_cif")
     only_survivors = True
     chunk_rows = RELAX_CHUNK_ROWS
+    distributable = True
 
     def __init__(self, reference: Sequence[Crystal], protocol: str, energy_property: str, steps: int, fmax: float,
                  max_e_above_hull: float, cache_dir: Path, validity: ValidityConfig = ValidityConfig()):
@@ -167,12 +175,16 @@ class Relaxation(Stage):
         self.reference_cost = json.loads(cache.cost_file.read_text()) if cache.cost_file.is_file() else {}
         chgnet_formation = [chgnet_formation_energy(c, e, self.mu) for c, e in zip(reference, energies)]
         self.hull = ReferenceHull(reference, chgnet_formation, "formation")
+        #: per reference structure that has ``energy_property`` (in input order): kept so that a report
+        #: can say how the reference structures themselves sit on this hull
+        self.reference_formation = np.array(chgnet_formation, dtype=np.float64)
 
     def evaluate(self, crystals, row_ids):
         valid, energy, above, cifs, seconds = [], [], [], [], []
+        model = self.model if self.model is not None else worker_chgnet()
         for crystal in crystals:  # a relaxation is an ASE loop per structure; nothing to vectorise across them
             started = time.perf_counter()
-            relaxation = chgnet_relax(self.model, crystal, self.steps, self.fmax)
+            relaxation = chgnet_relax(model, crystal, self.steps, self.fmax)
             if relaxation is None:
                 valid.append(False)
                 energy.append(float("nan"))
@@ -192,3 +204,7 @@ class Relaxation(Stage):
         return StageResult({"relaxed_valid_struct": valid_array, "chgnet_energy_per_atom": np.array(energy),
                             "e_above_hull_chgnet": above_array, "relax_s": np.array(seconds),
                             "relaxed_cif": np.array(cifs, dtype=object)}, passed)
+
+    def __getstate__(self) -> dict:
+        # the weights stay behind when the stage is sent to a worker, which loads its own copy
+        return {**self.__dict__, "model": None}

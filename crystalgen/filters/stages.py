@@ -2,7 +2,10 @@
 chunk of candidates, returning those columns and a pass/fail per candidate.
 
 Stages see chunks in input order and may keep state across chunks (the duplicate tracker does),
-which is what lets the pipeline write results incrementally and resume.
+which is what lets the pipeline write results incrementally and resume. A stage that keeps no such
+state and costs far more per structure than sending the structure away (StructureMatcher, CHGNet)
+is ``distributable``: the pipeline may split its chunks over a process pool or a Dask cluster
+(``crystalgen.executors``), each part evaluated by ``evaluate_part`` on ``stage.portable(part)``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ class Stage(ABC):
     only_survivors: bool = False
     #: Largest chunk the pipeline should give this stage between two saves (None: the default).
     chunk_rows: int | None = None
+    #: Keeps no state across chunks and is worth evaluating in other processes or machines.
+    distributable: bool = False
 
     @abstractmethod
     def evaluate(self, crystals: Sequence[Crystal], row_ids: Sequence[int]) -> StageResult:
@@ -41,6 +46,24 @@ class Stage(ABC):
 
     def restore(self, crystals: Sequence[Crystal], row_ids: Sequence[int], rows: Sequence[dict[str, str]]) -> None:
         """Rebuild cross-chunk state from rows an earlier, interrupted run already wrote."""
+
+    def portable(self, crystals: Sequence[Crystal]) -> "Stage":
+        """What a worker needs to evaluate ``crystals`` (pickled for it): by default the stage itself."""
+        return self
+
+
+def evaluate_part(stage: Stage, crystals: Sequence[Crystal], row_ids: Sequence[int]) -> StageResult:
+    """One worker's share of a chunk."""
+    from crystalgen.executors import hold_torch_to_one_thread
+
+    hold_torch_to_one_thread()
+    return stage.evaluate(crystals, row_ids)
+
+
+def join_results(parts: Sequence[StageResult]) -> StageResult:
+    """The results of consecutive parts of a chunk, as one result for the whole chunk."""
+    columns = {name: np.concatenate([part.columns[name] for part in parts]) for name in parts[0].columns}
+    return StageResult(columns, np.concatenate([part.passed for part in parts]))
 
 
 class StructuralValidity(Stage):
@@ -100,12 +123,18 @@ class Novelty(Stage):
     """A candidate is novel if it matches no training structure of the same composition."""
 
     name, columns = "novelty", ("is_novel",)
+    distributable = True
 
     def __init__(self, train: Sequence[Crystal], matcher: MatcherConfig = MatcherConfig()):
         self.matcher = matcher
         self.train_by_composition: dict[tuple, list[Crystal]] = defaultdict(list)
         for crystal in train:
             self.train_by_composition[composition_key(crystal)].append(crystal)
+
+    def portable(self, crystals):
+        # only the training structures these candidates can match travel, not the whole split
+        keys = {composition_key(c) for c in crystals}
+        return Novelty([t for key in keys for t in self.train_by_composition.get(key, ())], self.matcher)
 
     def evaluate(self, crystals, row_ids):
         novel = np.array([not any(structures_match(c, t, self.matcher)

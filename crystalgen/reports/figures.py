@@ -12,6 +12,8 @@ DPI = 110
 FIGSIZE = (6.4, 3.6)
 RMSE_BINS = 30
 DENSITY_BINS = 40
+#: Point size of a structure panel's title.
+TITLE_FONT_SIZE = 7
 
 
 class _Figures:
@@ -162,7 +164,7 @@ def _draw_cell(ax, lattice: np.ndarray, cart_coords: np.ndarray, symbols: Sequen
         mask = np.array([s == element for s in symbols])
         ax.scatter(*cart_coords[mask].T, s=40, color=colours(index % 10), label=element, depthshade=False)
     ax.set_axis_off()
-    ax.set_title(title, fontsize=7)
+    ax.set_title(title, fontsize=TITLE_FONT_SIZE)
     ax.legend(fontsize=6, loc="upper left", frameon=False)
 
 
@@ -173,16 +175,35 @@ def structure_picture(lattice: np.ndarray, cart_coords: np.ndarray, symbols: Seq
     return _png(fig)
 
 
-def structure_row(cells: Sequence[tuple[np.ndarray, np.ndarray, Sequence[str]] | None], titles: Sequence[str]) -> bytes:
-    """Cells side by side (lattice, Cartesian coordinates, symbols each), as in a gallery or an
-    interpolation; ``None`` draws an empty panel with only its title (a sample that failed)."""
-    plt = _pyplot()
-    fig = plt.figure(figsize=(2.2 * len(cells), 2.6))
+#: A cell as the structure figures take it: lattice (rows, Å), Cartesian coordinates (Å), element symbols.
+Cell = tuple[np.ndarray, np.ndarray, Sequence[str]]
+#: Inches per structure panel (width, height): room for the cell and a title of up to three lines.
+PANEL_SIZE = (2.2, 2.6)
+#: Panels per row of a gallery.
+GALLERY_COLUMNS = 4
+
+
+def structure_gallery(cells: Sequence[Cell | None], titles: Sequence[str], columns: int = GALLERY_COLUMNS) -> bytes:
+    """Cells on a grid, ``columns`` panels per row filled left to right, each with its title;
+    ``None`` draws an empty panel with only its title (a sample that failed). Fewer cells than
+    one row narrow the figure to them rather than leave blank panels."""
+    if not cells:
+        raise ValueError("a structure gallery needs at least one cell")
+    if len(titles) != len(cells):
+        raise ValueError(f"{len(cells)} cells but {len(titles)} titles")
+    columns = max(1, min(columns, len(cells)))
+    rows = -(-len(cells) // columns)  # ceiling division
+    fig = _pyplot().figure(figsize=(PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows))
     for index, (cell, title) in enumerate(zip(cells, titles), start=1):
-        ax = fig.add_subplot(1, len(cells), index, projection="3d")
+        ax = fig.add_subplot(rows, columns, index, projection="3d")
         if cell is None:
             ax.set_axis_off()
-            ax.set_title(title, fontsize=7)
+            ax.set_title(title, fontsize=TITLE_FONT_SIZE)
         else:
             _draw_cell(ax, *cell, title)
     return _png(fig)
+
+
+def structure_row(cells: Sequence[Cell | None], titles: Sequence[str]) -> bytes:
+    """Cells side by side, as in an interpolation: a gallery of one row."""
+    return structure_gallery(cells, titles, columns=len(cells))

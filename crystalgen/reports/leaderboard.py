@@ -11,13 +11,13 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.reports.document import MISSING, Report, Section, Table, Text, number, percent, to_html, to_markdown
-from crystalgen.reports.published import PUBLISHED_CSP, PUBLISHED_GEN, SOURCE
+from crystalgen.reports.published import CSP_PAPERS, GEN_PAPERS, PUBLISHED_CSP, PUBLISHED_GEN, SOURCE
 
 METRICS_FILE, CARD_FILE = "metrics.json", "card.md"
 REPORT_MD, REPORT_HTML = "report.md", "report.html"
@@ -32,18 +32,14 @@ CONTROL_PREFIX = "control:"
 CRYSTALGEN_PREFIX = "crystalgen: "  # document.py highlights the rows that start so in the HTML
 PUBLISHED_SCALE = 100.0  # published.py holds rates as percentages, the rows here fractions
 SECONDS_PER_MINUTE, SECONDS_PER_HOUR = 60.0, 3600.0
-#: The paper of each published row (docs/protocol.md, section 5).
-PAPERS = {"CDVAE": "CDVAE paper (arXiv:2110.06197)", "DiffCSP": "DiffCSP paper (arXiv:2309.04475)",
-          "FlowMM": "FlowMM paper (arXiv:2406.04713)", "DiffCSP++": "DiffCSP++ paper (arXiv:2402.03992)"}
-#: CDVAE never reported CSP itself: its CSP rows are the DiffCSP paper's evaluation of it.
-PAPER_OVERRIDES = {(CSP, "CDVAE"): "DiffCSP paper (arXiv:2309.04475), which evaluated CDVAE on CSP"}
 PROVENANCE_TITLES = ("seed", "wall time", "machine", "report / source", "note")
 
 _NUMBER, _INT = ((int, float), "a number"), ((int,), "an integer")  # (accepted types, what the error says)
 _TEXT, _MAPPING = ((str,), "text"), ((dict,), "a mapping")
 _MD_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
 _CARD_TITLE = re.compile(r"^# (.+)$", re.M)
-_CARD_FIELD = re.compile(r"^- \*\*(?P<key>[^*:]+):\*\* ?(?P<value>.*)$", re.M)  # "- **Family:** diffusion"
+#: "- **Family:** diffusion", with the bullet's indented continuation lines
+_CARD_FIELD = re.compile(r"^- \*\*(?P<key>[^*:]+):\*\* ?(?P<value>.*(?:\n  +\S.*)*)", re.M)
 _DURATION = re.compile(r"^\s*([\d.,]+\s*(?:s|min|h))\b")
 _ON_MACHINE = re.compile(r"\bon (.+?)(?:, Python [\d.]+)?(?: \(|$)")
 
@@ -88,6 +84,7 @@ class Run:
     wall_s: float | None  # summed over the run's stages
     machine: str | None
     sampler: str = ""
+    metrics: dict = field(default_factory=dict, compare=False, repr=False)  # the parsed metrics.json
 
 
 @dataclass
@@ -100,6 +97,8 @@ class Entry:
     run: Run | None = None
     source: str = ""
     note: str = ""
+    detail: Any = None  # what the row is of: k (CSP), the property (property models)
+    path: tuple[str, ...] = ()  # where ``values`` sit in the run's metrics.json: ("by_k", "1"), ("properties", name)
 
 
 @dataclass
@@ -120,6 +119,8 @@ class ModelCard:
     protocol: str | None
     wall_time: str | None
     hardware: str | None
+    path: Path | None = None
+    fields: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # every bullet, as one line
 
 
 @dataclass
@@ -150,16 +151,21 @@ def _field(mapping: Any, key: str, where: str, kind: tuple[tuple[type, ...], str
     return value
 
 
-def _read_metrics(path: Path) -> tuple[str | None, Any]:
-    """The task of a ``metrics.json`` (csp, gen, property; None if unrecognised or absent) and its contents."""
-    if not path.is_file():
-        return None, None
+def read_json(path: Path) -> Any:
+    """A JSON file's contents; a one-line error naming the file when it cannot be read or parsed."""
     try:
-        metrics = json.loads(path.read_bytes())
+        return json.loads(path.read_bytes())
     except OSError as exc:
         raise CrystalgenInputError(f"cannot read {path}: {exc.strerror or exc}") from None
     except ValueError as exc:  # not JSON, or not UTF-8
         raise CrystalgenInputError(f"malformed {path}: {exc}") from None
+
+
+def _read_metrics(path: Path) -> tuple[str | None, Any]:
+    """The task of a ``metrics.json`` (csp, gen, property; None if unrecognised or absent) and its contents."""
+    if not path.is_file():
+        return None, None
+    metrics = read_json(path)
     if isinstance(metrics, dict) and metrics.get("task") in (CSP, GEN):
         return metrics["task"], metrics
     # property-model reports name no task: their per-property figures identify them
@@ -177,7 +183,7 @@ def _run(folder: Path, metrics: dict, where: str) -> Run:
     described = cpu and f"{cpu}" + (f" ({cores} cores)" if cores else "") + (f", GPU {gpu}" if gpu else "")
     model = _field(meta, "model", where, _TEXT, False) or _field(metrics, "model", where, _TEXT, False) or folder.name
     return Run(folder, model, _field(meta, "family", where, _TEXT, False), _field(settings, "seed", where, _INT, False),
-               wall, described, _field(settings, "sampler", where, _TEXT, False) or "")
+               wall, described, _field(settings, "sampler", where, _TEXT, False) or "", metrics)
 
 
 def _dataset(metrics: dict, where: str) -> str:
@@ -212,9 +218,12 @@ def _figures(kind: str, folder: Path, metrics: dict, where: str) -> list[tuple[t
                                           _field(metrics, "n_generated", where, _INT), run, note="; ".join(notes)))]
     if kind == PROPERTY:
         return [((PROPERTY, dataset, name), Entry(label, _values(figures, PROPERTY_COLUMNS, f"{where} ({name})"),
-                                                   protocol, _field(figures, "n", f"{where} ({name})", _INT), run))
+                                                   protocol, _field(figures, "n", f"{where} ({name})", _INT), run,
+                                                   detail=name, path=("properties", name)))
                 for name, figures in _field(metrics, "properties", where, _MAPPING).items()]
-    by_k = _field(metrics, "by_k", where, _MAPPING, False) or {str(_field(metrics, "k", where, _INT)): metrics}
+    by_k = _field(metrics, "by_k", where, _MAPPING, False)
+    paths = {k: ("by_k", k) for k in by_k} if by_k else {str(_field(metrics, "k", where, _INT)): ()}
+    by_k = by_k or {k: metrics for k in paths}
     rows = []
     for k, figures in by_k.items():
         here = f"{where} (by_k {k})"
@@ -224,7 +233,7 @@ def _figures(kind: str, folder: Path, metrics: dict, where: str) -> list[tuple[t
         subset = [] if metrics.get("full_split", True) else [
             f"first {n} of {metrics.get('split_size', '?')} test structures (--limit)"]
         rows.append(((CSP, dataset, int(k)), Entry(label, _values(figures, CSP_COLUMNS, here), protocol, n, run,
-                                                   note="; ".join(subset + notes))))
+                                                   note="; ".join(subset + notes), detail=int(k), path=paths[k])))
     return rows
 
 
@@ -238,7 +247,7 @@ def _published(task: str, dataset: str, detail: Any) -> list[Entry]:
         values.update({c.key: values[c.key] / PUBLISHED_SCALE for c in BOARD_SPECS[task][0]
                        if c.is_percent and values[c.key] is not None})
         entries.append(Entry(f"{p.model} (published)", values, f"{dataset} full train", note=getattr(p, "note", ""),
-                             source=PAPER_OVERRIDES.get((task, p.model)) or PAPERS.get(p.model, "docs/protocol.md")))
+                             source=(CSP_PAPERS if task == CSP else GEN_PAPERS).get(p.model, "docs/protocol.md")))
     return entries
 
 
@@ -263,8 +272,8 @@ def _board(task: str, dataset: str, detail: Any, entries: list[Entry]) -> Board:
 def _read_card(path: Path) -> ModelCard:
     text = path.read_text(encoding="utf-8", errors="replace")  # a card is prose: an odd byte is shown, not fatal
     fields: dict[str, str] = {}
-    for match in _CARD_FIELD.finditer(text):  # each value read here is on its bullet's first line
-        fields.setdefault(match["key"], match["value"].strip())
+    for match in _CARD_FIELD.finditer(text):
+        fields.setdefault(match["key"], " ".join(match["value"].split()))
     name = _CARD_TITLE.search(text)
     # trained models say "Training wall time" and "Machine"; the template baseline "Fit wall time: ... on <machine>"
     wall_text = fields.get("Training wall time") or fields.get("Fit wall time") or ""
@@ -272,7 +281,7 @@ def _read_card(path: Path) -> ModelCard:
     hardware = fields["Machine"].split(";")[0] if "Machine" in fields else on_machine and on_machine[1]
     protocol = fields.get("Data protocol")
     return ModelCard(name[1].strip() if name else path.parent.name, fields.get("Family"),
-                     protocol and protocol.split(":")[0], wall and wall[1], hardware)
+                     protocol and protocol.split(":")[0], wall and wall[1], hardware, path, fields)
 
 
 def _board_order(key: tuple) -> tuple:

@@ -24,6 +24,11 @@ from dataclasses import dataclass
 
 SOURCE = ("published figures as listed, with their papers, in docs/protocol.md "
           "(full training splits, authors' evaluation code)")
+#: The paper of each model's published generation rows (docs/protocol.md, section 5).
+GEN_PAPERS = {"CDVAE": "CDVAE paper (arXiv:2110.06197)", "DiffCSP": "DiffCSP paper (arXiv:2309.04475)"}
+#: The paper of each model's published CSP rows: CDVAE never reported CSP itself, the DiffCSP paper evaluated it.
+CSP_PAPERS = {**GEN_PAPERS, "CDVAE": "DiffCSP paper (arXiv:2309.04475), which evaluated CDVAE on CSP",
+              "FlowMM": "FlowMM paper (arXiv:2406.04713)", "DiffCSP++": "DiffCSP++ paper (arXiv:2402.03992)"}
 
 
 @dataclass(frozen=True)
