@@ -60,7 +60,8 @@ def load_chgnet() -> "CHGNet":
 
 @functools.lru_cache(maxsize=1)
 def worker_chgnet() -> "CHGNet":
-    """CHGNet, loaded once per worker process: cheaper than sending the model with every task."""
+    """CHGNet, loaded once per process (the client's, or a worker's): the stage and the tasks sent
+    to workers carry no model, which is cheaper than pickling it with every task."""
     return load_chgnet()
 
 
@@ -165,10 +166,9 @@ class Relaxation(Stage):
 
     def __init__(self, reference: Sequence[Crystal], protocol: str, energy_property: str, steps: int, fmax: float,
                  max_e_above_hull: float, cache_dir: Path, validity: ValidityConfig = ValidityConfig()):
-        self.model = load_chgnet()
         self.steps, self.fmax, self.max_e_above_hull, self.validity = steps, fmax, max_e_above_hull, validity
         reference = [c for c in reference if energy_property in c.properties]
-        cache = ChgnetReference(self.model, cache_dir / f"chgnet-{CHGNET_VERSION}-{protocol}.csv")
+        cache = ChgnetReference(worker_chgnet(), cache_dir / f"chgnet-{CHGNET_VERSION}-{protocol}.csv")
         energies = cache.energies(reference)
         formation = np.array([c.properties[energy_property] for c in reference])
         self.mu = fit_chemical_potentials(reference, energies, formation)
@@ -181,7 +181,7 @@ class Relaxation(Stage):
 
     def evaluate(self, crystals, row_ids):
         valid, energy, above, cifs, seconds = [], [], [], [], []
-        model = self.model if self.model is not None else worker_chgnet()
+        model = worker_chgnet()
         for crystal in crystals:  # a relaxation is an ASE loop per structure; nothing to vectorise across them
             started = time.perf_counter()
             relaxation = chgnet_relax(model, crystal, self.steps, self.fmax)
@@ -204,7 +204,3 @@ class Relaxation(Stage):
         return StageResult({"relaxed_valid_struct": valid_array, "chgnet_energy_per_atom": np.array(energy),
                             "e_above_hull_chgnet": above_array, "relax_s": np.array(seconds),
                             "relaxed_cif": np.array(cifs, dtype=object)}, passed)
-
-    def __getstate__(self) -> dict:
-        # the weights stay behind when the stage is sent to a worker, which loads its own copy
-        return {**self.__dict__, "model": None}
