@@ -72,11 +72,16 @@ def _dask_workers(address: str) -> Iterator[Workers]:
         client.close()
 
 
-def hold_torch_to_one_thread() -> None:
-    """For a task in a worker: the pool is the parallelism, and several workers each spawning a
-    torch thread per core would fight over the cores."""
+def hold_worker_to_one_thread() -> None:
+    """For a task in a worker: the pool is the parallelism. A forked worker inherits the parent's
+    torch and BLAS (OpenBLAS, OpenMP) thread pools, sized to every core, so two workers would
+    each run two threads per step and fight over the cores (measured: a local pool of 2 relaxing
+    with CHGNet at half the speed of Dask, whose workers start with OMP_NUM_THREADS=1)."""
     import sys
 
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)  # BLAS and OpenMP pools, for the rest of this process
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
 
@@ -88,4 +93,4 @@ def split_evenly(count: int, parts: int) -> list[range]:
     return [range(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
-__all__ = ["Workers", "hold_torch_to_one_thread", "open_workers", "split_evenly"]
+__all__ = ["Workers", "hold_worker_to_one_thread", "open_workers", "split_evenly"]

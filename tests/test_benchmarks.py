@@ -122,13 +122,32 @@ def test_csp_metrics_file(csp_run):
     assert metrics["targets_without_prediction"] == 2
     assert metrics["targets_refused_by_model"] == 1
     assert metrics["first_proposal_unparsable"] == 0
-    assert set(metrics["metadata"]["wall_s"]) == {"load", "predict", "score", "report"}
+    assert set(metrics["metadata"]["wall_s"]) == {"load", "predict", "score", "polymorph", "report"}
     # The headline is the k=2 entry.
     assert metrics["match_rate"] == metrics["by_k"]["2"]["match_rate"]
     assert metrics["rmse"] == metrics["by_k"]["2"]["rmse"]
     # The CLI prints one line per k.
     assert "k=1: match rate 50.00%" in csp_run.result.stdout
     assert "k=2: match rate 50.00%" in csp_run.result.stdout
+
+
+def test_csp_polymorph_figures_split_by_leakage(csp_run, synthetic_perov_dir):
+    def reduced_formulas(split: str) -> dict[str, str]:
+        table = pd.read_csv(synthetic_perov_dir / "perov_5" / f"{split}.csv")
+        return {i: _structure(cif).composition.reduced_formula for i, cif in zip(table["material_id"], table["cif"])}
+
+    seen = set(reduced_formulas("train").values())
+    leaked = {i for i, formula in reduced_formulas("test").items() if formula in seen}
+    assert leaked == {"te-SrTiO3", "te-BaTiO3"}  # precondition: the fixture has both kinds
+    per_structure = pd.read_csv(csp_run.out / "per_structure.csv").set_index("material_id")["matched_k1"]
+    polymorph = csp_run.metrics["polymorph"]
+    assert polymorph["k"] == 1 and polymorph["cross_pairs"] == 0  # no two test structures share a composition
+    for part, members in (("leaked", leaked), ("not_leaked", set(per_structure.index) - leaked)):
+        assert polymorph[part]["n"] == len(members)
+        assert polymorph[part]["match_rate"] == pytest.approx(per_structure[sorted(members)].mean())
+    assert polymorph["all"]["match_rate"] == csp_run.metrics["by_k"]["1"]["match_rate"] == polymorph["all"]["metre"]
+    assert json.loads((csp_run.out / "polymorph.json").read_text()) == polymorph
+    assert "## Polymorph-aware figures" in (csp_run.out / "report.md").read_text()
 
 
 def test_csp_template_first_proposal_matches_a_training_copy(csp_run, synthetic_perov_dir):

@@ -197,6 +197,52 @@ def test_fake_runs_give_figures_with_provenance_best_first(fake_tree):
     assert "`notes/`: no metrics.json" in skipped and "alpha" not in skipped
 
 
+def _sun(model: str, requested: int, counts: dict[str, int], valid: int, novel: int) -> dict:
+    sun = {t: {"count": c, "share_of_requested": c / requested} for t, c in counts.items()}
+    return {"task": "sun", "protocol": "mp_20_reduced_train", "n_requested": requested, "n_valid": valid,
+            "n_novel": novel, "sun": sun, "metadata": _meta(model, "diffusion", seed=0, wall={"sun": 60.0}, cpu="c")}
+
+
+def test_sun_design_and_polymorph_boards_show_their_files_figures(fake_tree):
+    reports, checkpoints = fake_tree
+    _write(reports / "beta-sun", _sun("beta-mp_20-gen", 100, {"0": 42, "0.1": 63}, valid=99, novel=97))
+    _write(reports / "delta-sun", _sun("delta-mp_20-gen", 50, {"0": 30, "0.1": 35}, valid=50, novel=45))
+    design = {"dataset": "perov_5", "property": "heat_ref", "n": 100, "valid_share": 0.98,  # the layout without "task"
+              "success_rates": {"oracle": {"sr5": 0.77, "sr10": 0.91, "sr15": 0.92},
+                                "oracle, unoptimised starts": {"sr5": 0.01, "sr10": 0.06, "sr15": 0.1}},
+              "run": {"protocol": "perov_5", "model": "alpha-perov_5", "settings": {"strategy": "refine"},
+                      "wall_s": {"optimise": 90.0}, "machine": {"cpu": "c"}}}
+    _write(reports / "design-alpha", design)
+    csp = _csp("eps-mp_20", "wyckoff", "mp_20", {1: (0.6, 0.04, 9046)}, seed=0, wall={}, cpu="c")
+    csp["polymorph"] = {"training_data": "t", "cross_pairs": 12,
+                        "all": {"n": 9046, "metre": 0.61, "crmse": 0.21, "match_rate": 0.6, "crmse_own": 0.22},
+                        "not_leaked": {"n": 8000, "metre": 0.55, "match_rate": 0.54}}
+    _write(reports / "eps-csp", csp)
+    page = parse_page(render_markdown(build_leaderboard(reports, checkpoints)))
+
+    sun = rows_of(page, "S.U.N. — mp_20")
+    ours = [row for row in sun if row["model"].startswith("crystalgen")]
+    assert [row["model"] for row in ours] == ["crystalgen: delta-mp_20-gen", "crystalgen: beta-mp_20-gen"]  # 70 > 63
+    assert [(r["S.U.N., E_hull ≤ 0 (%)"], r["S.U.N., E_hull ≤ 0.1 (%)"], r["valid (%)"], r["unique and novel (%)"])
+            for r in ours] == [("60.00", "70.00", "100.00", "90.00"), ("42.00", "63.00", "99.00", "97.00")]
+    published = [row for row in sun if row["model"].endswith("(published)")]
+    assert published and all(row["S.U.N., E_hull ≤ 0 (%)"] == "—" and "not directly comparable" in row["note"]
+                             for row in published)
+
+    optimised = rows_of(page, "Design (property optimisation) — perov_5")
+    alpha = next(row for row in optimised if row["model"] == "crystalgen: alpha-perov_5")
+    assert (alpha["SR5 (%)"], alpha["SR15 (%)"], alpha["SR10 of the starts (%)"], alpha["valid (%)"]) == (
+        "77.00", "92.00", "6.00", "98.00")
+    assert alpha["protocol"] == "perov_5" and "refine strategy" in alpha["note"]
+    assert any(row["model"] == "CDVAE (published)" and row["SR5 (%)"] == "52.00" for row in optimised)
+
+    polymorph = rows_of(page, "Polymorph-aware CSP — mp_20")
+    assert len(polymorph) == 1 and polymorph[0]["METRe (%)"] == "61.00"
+    assert (polymorph[0]["METRe, unseen compositions (%)"], polymorph[0]["cRMSE"]) == ("55.00", "0.2100")
+    assert "8000 of 9046" in polymorph[0]["note"]
+    assert rows_of(page, "CSP k=1 — mp_20")[0]["match rate (%)"]  # the same run keeps its usual row
+
+
 def test_rows_say_where_their_figures_sit_and_cards_keep_whole_bullets(fake_tree):
     reports, checkpoints = fake_tree
     lb = build_leaderboard(reports, checkpoints)

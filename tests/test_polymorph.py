@@ -11,6 +11,7 @@ from crystalgen.metrics.matching import rms_distance
 from crystalgen.metrics.polymorph import (
     MetreConfig,
     MetreMetric,
+    cross_pairs,
     polymorph_grouped_split,
     polymorph_leakage,
 )
@@ -99,6 +100,35 @@ def test_subset_restricts_every_figure():
     assert rest.crmse == STOL
     with pytest.raises(ValueError):
         result.subset(np.array([True]))
+
+
+def test_precomputed_own_rms_gives_the_same_figures_as_matching_everything():
+    references = [make_textbook("NaCl"), caesium_chloride_type_nacl(), make_textbook("Si"), primitive_rock_salt()]
+    proposals = [[caesium_chloride_type_nacl()], [primitive_rock_salt()], [make_textbook("Si")], [None]]
+    full = metre(references, proposals)
+    own = MetreMetric()(references, proposals, workers=1, own_rms=full.rms_own)
+    np.testing.assert_allclose(own.rms_any, full.rms_any, equal_nan=True)
+    assert (own.metre, own.match_rate, own.crmse) == (full.metre, full.match_rate, full.crmse) == (1.0, 0.25, own.crmse)
+    # a wrong own_rms shows: it is taken as given, so claiming no own matches lowers only the usual rate
+    none_own = MetreMetric()(references, proposals, workers=1, own_rms=np.full(4, np.nan))
+    assert none_own.match_rate == 0.0 and none_own.metre == 0.75  # Si's only proposal is its own
+    with pytest.raises(ValueError, match="own_rms"):
+        MetreMetric()(references, proposals, workers=1, own_rms=np.zeros(3))
+
+
+def test_cross_pairs_counts_the_other_proposals_of_each_composition():
+    references = [make_textbook("NaCl"), caesium_chloride_type_nacl(), primitive_rock_salt(), make_textbook("Si")]
+    assert cross_pairs(references, [[None]] * 4) == 3 * 2  # three NaCl entries each see two others; Si none
+    assert cross_pairs(references, [[None, None], [None], [], [None]]) == (1 + 0) + (2 + 0) + (2 + 1)
+    assert cross_pairs([], []) == 0
+
+
+def test_usual_figures_alone_print_no_metre():
+    references = [make_textbook("NaCl"), make_textbook("Si")]
+    result = MetreMetric().own_only(references, [[None], [None]], np.array([0.1, np.nan]))
+    figures = result.to_dict(with_metre=False)
+    assert figures["match_rate"] == 0.5 and figures["crmse_own"] == pytest.approx((0.1 + STOL) / 2)
+    assert figures["metre"] is figures["crmse"] is figures["metre_mean_rms"] is None
 
 
 def test_mismatched_lengths_are_rejected():

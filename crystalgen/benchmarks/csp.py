@@ -8,7 +8,9 @@ Stages, each resumable:
    ``SCORE_BLOCK`` test structures and saved to ``scores.safetensors`` after each block; the CIFs
    are parsed from ``predictions.csv`` in the workers, so the figures are those of the file an
    independent scorer would read;
-3. **report**: ``metrics.json``, ``per_structure.csv``, ``report.md`` and ``report.html``.
+3. **polymorph**: METRe and cRMSE of the first proposals, overall and by polymorph leakage, saved to
+   ``polymorph.json`` (:mod:`crystalgen.benchmarks.csp_polymorph`);
+4. **report**: ``metrics.json``, ``per_structure.csv``, ``report.md`` and ``report.html``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from crystalgen.benchmarks.csp_polymorph import POLYMORPH_FILE, polymorph_figures, polymorph_section
 from crystalgen.benchmarks.steps_curve import steps_curve_section
 from crystalgen.constants import MATCHER_ANGLE_TOL, MATCHER_LTOL, MATCHER_STOL
 from crystalgen.benchmarks.common import (
@@ -199,12 +202,16 @@ def run_csp_benchmark(settings: CspBenchmarkSettings, out: str | os.PathLike, da
         matrix = score(run, test, predictions, k, config, workers, scheduler)
     ks = sorted({1, k})
     results = {kk: matrix.result(kk) for kk in ks}
+    with run.timed("polymorph"):
+        polymorph = polymorph_figures(run.path / POLYMORPH_FILE, bench, test, [p[0] for p in predictions],
+                                      matrix.rms[:, 0], config, workers, scheduler, data_dir)
     curve = [_curve_point(settings, steps, Path(out), data_dir, workers, scheduler) for steps in settings.steps_curve]
     with run.timed("report"):
         first = [p[0] for p in predictions]
         parsed = _parse_rank0(first)
         metrics = _metrics(run, bench, settings, results, predictions, refused, full_split, parsed, test)
         metrics["steps_curve"] = curve
+        metrics["polymorph"] = polymorph
         _write_per_structure(run.path / PER_STRUCTURE_FILE, test, ids, results)
         report = build_csp_report(bench, settings, metrics, results, test, parsed)
         write_report(report, run.path)
@@ -404,6 +411,7 @@ def build_csp_report(bench: BenchmarkModel, settings: CspBenchmarkSettings, metr
     sections = [
         Section("Summary", [Text("\n".join(summary))]),
         Section("Compared with published figures", [table]),
+        *([section] if (section := polymorph_section(metrics.get("polymorph"))) else []),
         csp_gallery_section(test, first_proposals, results[1].matched, results[1].rms),
         Section("RMS distance of matched structures", [
             Figure("rmse_histogram", figures.rmse_histogram({kk: r.rms for kk, r in results.items()}),

@@ -117,8 +117,8 @@ def run_design_benchmark(settings: DesignBenchmarkSettings, out: str | os.PathLi
             writer.commit(_rows(block, result, guide, oracle, prop), len(block))
     rows = read_csv_rows(run.path / RESULTS_FILE)
     training = np.array([c.properties.get(prop, np.nan) for c in data.train], dtype=np.float64)
-    metrics = _metrics(rows, training, prop, settings.dataset)
-    metrics["run"] = run_metadata(run, bench, {"settings": {"surrogate (guides)": guide.name,
+    metrics = {"task": "design", "protocol": bench.protocol.name, **_metrics(rows, training, prop, settings.dataset)}
+    metrics["run"] = run_metadata(run, bench, {"settings": {"seed": settings.seed, "surrogate (guides)": guide.name,
                                                             "oracle (judges)": oracle.name,
                                                             "strategy": "latent" if in_latent_space else "refine",
                                                             **asdict(optimise)}})

@@ -21,6 +21,7 @@ from crystalgen.errors import CrystalgenInputError
 from crystalgen.executors import Workers
 from crystalgen.metrics.sun import SunConfig, SunResult, threshold_key
 from crystalgen.reports import figures
+from crystalgen.reports.published import PUBLISHED_SUN
 from crystalgen.reports.document import MISSING, Figure, Report, Section, Table, Text, number, percent, write_report
 from crystalgen.runs import RunDir, atomic_write_text
 
@@ -30,33 +31,6 @@ FILTER_DIR = "filter"
 DEFAULT_SUN_SAMPLES = 100
 
 
-@dataclass(frozen=True)
-class PublishedSun:
-    """A published S.U.N. figure, with the protocol it was measured under."""
-
-    model: str
-    percent: float
-    stable: str  # the stability criterion
-    protocol: str
-    source: str
-
-
-_CRYSTALITE = ("Hadži Veljković, Rosenthal et al., \"Crystalite: A Lightweight Transformer for Efficient Crystal "
-               "Modeling\", arXiv:2604.02270 (2026), de novo generation table; as listed in BENCHMARKS.md")
-_CRYSTALITE_PROTOCOL = ("10,000 samples of models trained on the full MP-20 training split (27,136), relaxed with "
-                        "an ML potential, E_hull against the Materials Project hull (Crystalite's code: the "
-                        "2023-02-07 MP phase diagram of Matbench Discovery; it names this share MSUN)")
-_CRYSTALDIT = "Yi et al., \"CrystalDiT: A Diffusion Transformer for Crystal Generation\", arXiv:2508.16614v1, abstract"
-_CRYSTALDIT_PROTOCOL = "10,000 MP-20 samples per model, re-evaluated by the CrystalDiT authors"
-#: Anchors only: none was measured like this benchmark (see ``NOT_COMPARABLE``).
-PUBLISHED_SUN = (
-    PublishedSun("Crystalite", 48.6, "E_hull <= 0.1 eV/atom", _CRYSTALITE_PROTOCOL, _CRYSTALITE),
-    PublishedSun("MatterGen", 42.3, "E_hull <= 0.1 eV/atom", _CRYSTALITE_PROTOCOL, _CRYSTALITE),
-    PublishedSun("DiffCSP", 38.6, "E_hull <= 0.1 eV/atom", _CRYSTALITE_PROTOCOL, _CRYSTALITE),
-    PublishedSun("CrystalDiT", 9.62, "as defined in that paper (not confirmed here)", _CRYSTALDIT_PROTOCOL, _CRYSTALDIT),
-    PublishedSun("FlowMM", 4.38, "as defined in that paper (not confirmed here)", _CRYSTALDIT_PROTOCOL, _CRYSTALDIT),
-    PublishedSun("MatterGen", 3.42, "as defined in that paper (not confirmed here)", _CRYSTALDIT_PROTOCOL, _CRYSTALDIT),
-)
 NOT_COMPARABLE = ("not directly comparable: their hull is the DFT Materials Project hull (or the authors' own), "
                   "this one is CHGNet's over the protocol's own structures; their models trained on full MP-20; "
                   "other relaxers, sample counts and novelty references. MatterGen's two rows (42.3 and 3.42) "

@@ -301,11 +301,11 @@ def score(job: DesignJob, models: DesignModels, crystals: Sequence[Crystal]) -> 
 
 # ---------------------------------------------------------------------------------- relaxation
 def _relax_one(crystal: Crystal, in_worker: bool = False) -> tuple[Crystal, float] | None:
-    from crystalgen.executors import hold_torch_to_one_thread
+    from crystalgen.executors import hold_worker_to_one_thread
     from crystalgen.filters.relax import chgnet_relax, worker_chgnet
 
     if in_worker:
-        hold_torch_to_one_thread()
+        hold_worker_to_one_thread()
     return chgnet_relax(worker_chgnet(), crystal, RELAX_STEPS, RELAX_FMAX)
 
 

@@ -54,9 +54,9 @@ class Stage(ABC):
 
 def evaluate_part(stage: Stage, crystals: Sequence[Crystal], row_ids: Sequence[int]) -> StageResult:
     """One worker's share of a chunk."""
-    from crystalgen.executors import hold_torch_to_one_thread
+    from crystalgen.executors import hold_worker_to_one_thread
 
-    hold_torch_to_one_thread()
+    hold_worker_to_one_thread()
     return stage.evaluate(crystals, row_ids)
 
 

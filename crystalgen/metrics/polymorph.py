@@ -14,9 +14,10 @@ in ``omg/analysis``); see docs/polymorph.md for the sources and what differs her
   matcher's ``stol``. Unlike the usual RMSE (mean over matched ones only) it cannot be improved
   by matching fewer, easier structures.
 
-Both are computed from one matching pass with :func:`~crystalgen.metrics.csp.csp_rms_matrix`:
-test structure i gets, as its "proposals", the pool of every proposal made for its reduced
-composition, so the usual (index-aligned) match rate and its cRMSE are read off the same matrix.
+Both come from the usual matching of each test structure with its own proposals (or the RMS
+distances a CSP benchmark has already computed) plus one pass of
+:func:`~crystalgen.metrics.csp.csp_rms_matrix` over the proposals made for the *other* test
+structures of its reduced composition, so the usual match rate and METRe share one set of rules.
 
 *Polymorph leakage* is a test structure whose reduced composition also occurs in the training
 data: a model that recalls training structures of that composition can "predict" it without
@@ -29,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,14 +122,15 @@ class MetreResult:
         return MetreResult(int(mask.sum()), self.n_proposals, self.unmatched_rms,
                            self.rms_any[mask], self.rms_own[mask], ids)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable; NaN becomes ``None``."""
+    def to_dict(self, with_metre: bool = True) -> dict[str, Any]:
+        """JSON-serialisable; NaN becomes ``None``, and so do the METRe figures when ``with_metre`` is false."""
+        metre = json_float if with_metre else (lambda _value: None)
         return {
             "n": self.n,
             "n_proposals": self.n_proposals,
-            "metre": json_float(self.metre),
-            "crmse": json_float(self.crmse),
-            "metre_mean_rms": json_float(self.mean_rms),
+            "metre": metre(self.metre),
+            "crmse": metre(self.crmse),
+            "metre_mean_rms": metre(self.mean_rms),
             "match_rate": json_float(self.match_rate),
             "crmse_own": json_float(self.crmse_own),
             "unmatched_rms": self.unmatched_rms,
@@ -145,34 +148,59 @@ class MetreMetric:
         self.config = config
 
     def __call__(self, references: Sequence[Crystal], proposals: Sequence[Sequence[Proposal]],
-                 workers: int | None = os.cpu_count(), show_progress: bool = False) -> MetreResult:
+                 workers: int | None = os.cpu_count(), show_progress: bool = False,
+                 own_rms: np.ndarray | None = None, pool: Executor | None = None) -> MetreResult:
+        """``own_rms``: each reference's best RMS over its own proposals (NaN if unmatched), when a CSP
+        benchmark has already matched them; then only the other proposals of each pool are matched."""
         if len(proposals) != len(references):
             raise ValueError(f"{len(references)} references but {len(proposals)} proposal lists")
-        group_of = _group_ids([composition_key(r) for r in references])
-        pools: dict[int, list[Proposal]] = {}
-        own_columns: list[np.ndarray] = []  # where reference i's own proposals sit in its pool
-        for group, own in zip(group_of, proposals):
-            pool = pools.setdefault(int(group), [])
-            own_columns.append(np.arange(len(pool), len(pool) + len(own)))
-            pool.extend(own)
-        pool_lists = [pools[int(group)] for group in group_of]
-        width = max((len(p) for p in pool_lists), default=0)
-        if width == 0:
-            rms = np.full((len(references), 1), np.nan)
-        else:
-            rms = csp_rms_matrix(references, pool_lists, k=width, config=self.config.csp,
-                                 workers=workers, show_progress=show_progress).rms
-        own_mask = np.zeros(rms.shape, dtype=bool)
-        for row, columns in enumerate(own_columns):
-            own_mask[row, columns] = True
+        match = dict(config=self.config.csp, workers=workers, pool=pool, show_progress=show_progress)
+        if own_rms is None:
+            own_rms = _row_min(csp_rms_matrix(references, proposals, **match).rms) if references else np.zeros(0)
+        own_rms = np.asarray(own_rms, dtype=np.float64)
+        if own_rms.shape != (len(references),):
+            raise ValueError(f"own_rms has shape {own_rms.shape}, expected ({len(references)},)")
+        others = other_proposals(references, proposals)
+        rows = [i for i, pool_i in enumerate(others) if pool_i]
+        cross = np.full(len(references), np.nan)
+        if rows:
+            width = max(len(others[i]) for i in rows)
+            cross[rows] = _row_min(csp_rms_matrix([references[i] for i in rows], [others[i] for i in rows],
+                                                  k=width, **match).rms)
         return MetreResult(
             n=len(references),
             n_proposals=sum(len(p) for p in proposals),
             unmatched_rms=self.config.unmatched_rms,
-            rms_any=_row_min(rms),
-            rms_own=_row_min(np.where(own_mask, rms, np.nan)),
+            rms_any=np.fmin(own_rms, cross),
+            rms_own=own_rms,
             ids=[r.id for r in references],
         )
+
+    def own_only(self, references: Sequence[Crystal], proposals: Sequence[Sequence[Proposal]],
+                 own_rms: np.ndarray) -> MetreResult:
+        """The usual figures alone, without matching the other proposals (its METRe figures are not
+        meaningful: write it with ``to_dict(with_metre=False)``)."""
+        own_rms = np.asarray(own_rms, dtype=np.float64)
+        return MetreResult(len(references), sum(len(p) for p in proposals), self.config.unmatched_rms,
+                           np.full(len(references), np.nan), own_rms, [r.id for r in references])
+
+
+def other_proposals(references: Sequence[Crystal], proposals: Sequence[Sequence[Proposal]]) -> list[list[Proposal]]:
+    """For each reference, the proposals made for the *other* references of its reduced composition."""
+    group_of = _group_ids([composition_key(r) for r in references])
+    members: dict[int, list[int]] = {}
+    for index, group in enumerate(group_of):
+        members.setdefault(int(group), []).append(index)
+    return [[p for j in members[int(group)] if j != i for p in proposals[j]] for i, group in enumerate(group_of)]
+
+
+def cross_pairs(references: Sequence[Crystal], proposals: Sequence[Sequence[Proposal]]) -> int:
+    """How many (reference, other proposal) pairs METRe matches beyond the usual ones, before matching them."""
+    if not references:
+        return 0
+    group_of = _group_ids([composition_key(r) for r in references])
+    own = np.array([len(p) for p in proposals], dtype=np.float64)
+    return int((np.bincount(group_of, weights=own)[group_of] - own).sum())
 
 
 def _group_ids(keys: Sequence[CompositionKey]) -> np.ndarray:

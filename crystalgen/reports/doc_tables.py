@@ -17,6 +17,7 @@ from crystalgen.errors import CrystalgenInputError
 from crystalgen.reports.doc_sources import (Figure, Sources, count, counted, milliseconds, pct, per_second, plain,
                                             published_csp, published_percent, seconds, tenths, text, threshold)
 from crystalgen.reports.document import MISSING, Table, table_markdown
+from crystalgen.reports.board_rows import POLYMORPH
 from crystalgen.reports.leaderboard import Leaderboard, read_json
 from crystalgen.reports.published import published_gen
 
@@ -272,6 +273,23 @@ def _slices_roundtrip(src: Sources) -> Table:
 
 
 MP_20_GENERATORS = ("template-mp_20-gen", "slices-mp_20-gen", "diffusion-mp_20-gen", "wyckoff-mp_20-gen")
+def _csp_polymorph(src: Sources) -> Table:
+    """Every CSP run with polymorph-aware figures: usual match rate and METRe, over all test
+    structures and over those whose composition the model never saw."""
+    folders = sorted(f for f, entries in src.entries.items() if any(e.detail == POLYMORPH for e in entries))
+
+    def part(folder: str, name: str) -> str:
+        at = f"polymorph.{name}."
+        if not src.keys(folder, f"polymorph.{name}"):
+            return MISSING
+        return src.run(folder, (at + "n", count), (at + "match_rate", pct), (at + "metre", pct), (at + "crmse", plain))
+
+    rows = [[src.report(f), _dataset(src, f), part(f, "all"), part(f, "not_leaked"), part(f, "leaked"),
+             _walls(src, f, "polymorph")] for f in folders]
+    return Table(["run", "protocol", "all test structures: n / match rate / METRe / cRMSE",
+                  "composition unseen in training", "composition seen in training", "wall time (METRe)"], rows)
+
+
 TABLES: dict[str, TableSpec] = {
     "slices-roundtrip": _slices_roundtrip,
     "csp-template": _csp_template,
@@ -281,6 +299,7 @@ TABLES: dict[str, TableSpec] = {
     "training-wyckoff": _trainings("wyckoff-{}-csp"),
     "csp-wyckoff-k20": _subsets("wyckoff-{}-k20"),
     "csp-predict-speed": _predict_speed,
+    "csp-polymorph": _csp_polymorph,
     "gen-wyckoff": _generation(("wyckoff-mp_20-gen",), ("run", "training (card)", "samples",
                                                          "space groups: exact / supergroup / violated",
                                                          *FIGURE_TITLES, *WALL_GEN)),

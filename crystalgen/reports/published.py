@@ -16,6 +16,7 @@ Sources (the figures are as reported in these papers):
 * Generation, CDVAE rows: Xie et al., "Crystal Diffusion Variational Autoencoder for Periodic
   Material Generation", ICLR 2022, arXiv:2110.06197.
 * Generation, DiffCSP rows: the DiffCSP paper, arXiv:2309.04475.
+* S.U.N. anchors: the papers named in each row (``PublishedSun.source``).
 """
 
 from __future__ import annotations
@@ -107,3 +108,32 @@ PUBLISHED_OPTIMISATION: list[PublishedOptimisation] = [
 
 def published_optimisation(dataset: str) -> list[PublishedOptimisation]:
     return [row for row in PUBLISHED_OPTIMISATION if row.dataset == dataset]
+
+
+@dataclass(frozen=True)
+class PublishedSun:
+    """A published S.U.N. figure, with the protocol it was measured under."""
+
+    model: str
+    percent: float
+    stable: str  # the stability criterion
+    protocol: str
+    source: str
+
+
+_CRYSTALITE = ("Hadži Veljković, Rosenthal et al., \"Crystalite: A Lightweight Transformer for Efficient Crystal "
+               "Modeling\", arXiv:2604.02270 (2026), de novo generation table; as listed in BENCHMARKS.md")
+_CRYSTALITE_PROTOCOL = ("10,000 samples of models trained on the full MP-20 training split (27,136), relaxed with "
+                        "an ML potential, E_hull against the Materials Project hull (Crystalite's code: the "
+                        "2023-02-07 MP phase diagram of Matbench Discovery; it names this share MSUN)")
+_CRYSTALDIT = "Yi et al., \"CrystalDiT: A Diffusion Transformer for Crystal Generation\", arXiv:2508.16614v1, abstract"
+_CRYSTALDIT_PROTOCOL = "10,000 MP-20 samples per model, re-evaluated by the CrystalDiT authors"
+#: Anchors only: none was measured like this benchmark (see ``NOT_COMPARABLE``).
+PUBLISHED_SUN = (
+    PublishedSun("Crystalite", 48.6, "E_hull <= 0.1 eV/atom", _CRYSTALITE_PROTOCOL, _CRYSTALITE),
+    PublishedSun("MatterGen", 42.3, "E_hull <= 0.1 eV/atom", _CRYSTALITE_PROTOCOL, _CRYSTALITE),
+    PublishedSun("DiffCSP", 38.6, "E_hull <= 0.1 eV/atom", _CRYSTALITE_PROTOCOL, _CRYSTALITE),
+    PublishedSun("CrystalDiT", 9.62, "as defined in that paper (not confirmed here)", _CRYSTALDIT_PROTOCOL, _CRYSTALDIT),
+    PublishedSun("FlowMM", 4.38, "as defined in that paper (not confirmed here)", _CRYSTALDIT_PROTOCOL, _CRYSTALDIT),
+    PublishedSun("MatterGen", 3.42, "as defined in that paper (not confirmed here)", _CRYSTALDIT_PROTOCOL, _CRYSTALDIT),
+)
