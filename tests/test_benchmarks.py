@@ -150,6 +150,20 @@ def test_csp_polymorph_figures_split_by_leakage(csp_run, synthetic_perov_dir):
     assert "## Polymorph-aware figures" in (csp_run.out / "report.md").read_text()
 
 
+def test_csp_polymorph_stage_says_when_metre_is_skipped(synthetic_template_ckpt, synthetic_perov_dir, tmp_path,
+                                                         capsys, monkeypatch):
+    import crystalgen.benchmarks.csp_polymorph as stage
+
+    monkeypatch.setattr(stage, "MAX_CROSS_PAIRS", -1)  # even no extra pair is too many
+    result = run_main(csp_args(synthetic_template_ckpt, synthetic_perov_dir, tmp_path / "out", k=1), capsys)
+    assert result.returncode == 0, result.stderr
+    polymorph = json.loads((tmp_path / "out" / "metrics.json").read_text())["polymorph"]
+    assert "METRe not computed" in polymorph["metre_skipped"]
+    assert polymorph["all"]["metre"] is None and polymorph["all"]["crmse"] is None
+    assert polymorph["all"]["match_rate"] == 0.5 and polymorph["leaked"]["match_rate"] == 1.0
+    assert "METRe not computed" in (tmp_path / "out" / "report.md").read_text()
+
+
 def test_csp_template_first_proposal_matches_a_training_copy(csp_run, synthetic_perov_dir):
     """te-SrTiO3 is a copy of tr-SrTiO3: the template's first proposal must match it, at rms ~0."""
     per = {row["material_id"]: row for row in read_csv_rows(csp_run.out / "per_structure.csv")}
