@@ -136,18 +136,18 @@ def main() -> int:
             with tempfile.TemporaryDirectory() as tmp, opened as workers:
                 seconds, written = _run(rows, stages, Path(tmp) / "out", workers)
             inline = inline if inline is not None else written
+            result = {"executor": label, "seconds": round(seconds, 2), "structures_per_s": round(len(rows) / seconds, 3),
+                      "differences_from_inline": _differences(written, inline)}
+            line = f"{kind:8s} n={len(rows):5d}  {label:14s} {seconds:8.1f} s  {len(rows) / seconds:8.2f} /s"
+            if result["differences_from_inline"]:
+                line += f"  differs from inline: {result['differences_from_inline']}"
             if label != "inline":
-                pooled = pooled if pooled is not None else (label, written)
-            versus_inline, versus_pooled = _differences(written, inline), _differences(written, pooled[1]) if (
-                label != "inline") else {}
-            failures += bool(versus_pooled)
-            results.append({"executor": label, "seconds": round(seconds, 2),
-                            "structures_per_s": round(len(rows) / seconds, 3),
-                            "differences_from_inline": versus_inline,
-                            "differences_from_" + (pooled[0] if pooled else "inline"): versus_pooled})
-            print(f"{kind:8s} n={len(rows):5d}  {label:14s} {seconds:8.1f} s  {len(rows) / seconds:8.2f} /s"
-                  + (f"  differs from inline: {versus_inline}" if versus_inline else "")
-                  + (f"  DIFFERS FROM {pooled[0].upper()}: {versus_pooled}" if versus_pooled else ""), flush=True)
+                pooled = pooled or (label, written)
+                versus_pooled = result[f"differences_from_{pooled[0]}"] = _differences(written, pooled[1])
+                failures += bool(versus_pooled)
+                line += f"  DIFFERS FROM {pooled[0].upper()}: {versus_pooled}" if versus_pooled else ""
+            results.append(result)
+            print(line, flush=True)
         report["workloads"][kind] = {"n": len(rows), "runs": results}
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "scaling.json"

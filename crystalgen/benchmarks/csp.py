@@ -202,12 +202,12 @@ def run_csp_benchmark(settings: CspBenchmarkSettings, out: str | os.PathLike, da
         matrix = score(run, test, predictions, k, config, workers, scheduler)
     ks = sorted({1, k})
     results = {kk: matrix.result(kk) for kk in ks}
+    first = [p[0] for p in predictions]
     with run.timed("polymorph"):
-        polymorph = polymorph_figures(run.path / POLYMORPH_FILE, bench, test, [p[0] for p in predictions],
-                                      matrix.rms[:, 0], config, workers, scheduler, data_dir)
+        polymorph = polymorph_figures(run.path / POLYMORPH_FILE, bench, test, first, matrix.rms[:, 0], config,
+                                      workers, scheduler, data_dir)
     curve = [_curve_point(settings, steps, Path(out), data_dir, workers, scheduler) for steps in settings.steps_curve]
     with run.timed("report"):
-        first = [p[0] for p in predictions]
         parsed = _parse_rank0(first)
         metrics = _metrics(run, bench, settings, results, predictions, refused, full_split, parsed, test)
         metrics["steps_curve"] = curve

@@ -9,7 +9,6 @@ board's published rows. Every number comes from the files; nothing here computes
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

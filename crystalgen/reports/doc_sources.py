@@ -20,7 +20,8 @@ from typing import Any, Callable, NoReturn, Sequence
 from crystalgen.errors import CrystalgenInputError
 from crystalgen.reports import published
 from crystalgen.reports.document import MISSING
-from crystalgen.reports.leaderboard import METRICS_FILE, REPORT_MD, Entry, Leaderboard, read_json
+from crystalgen.reports.board_rows import METRICS_FILE, Entry, read_json
+from crystalgen.reports.leaderboard import REPORT_MD, Leaderboard
 
 #: Beside the reports folder, where published.py's rows are listed with their papers.
 PROTOCOL_DOC, PUBLISHED_ANCHOR = "protocol.md", "#5-published-figures"

@@ -17,8 +17,8 @@ from crystalgen.errors import CrystalgenInputError
 from crystalgen.reports.doc_sources import (Figure, Sources, count, counted, milliseconds, pct, per_second, plain,
                                             published_csp, published_percent, seconds, tenths, text, threshold)
 from crystalgen.reports.document import MISSING, Table, table_markdown
-from crystalgen.reports.board_rows import POLYMORPH
-from crystalgen.reports.leaderboard import Leaderboard, read_json
+from crystalgen.reports.board_rows import POLYMORPH, read_json
+from crystalgen.reports.leaderboard import Leaderboard
 from crystalgen.reports.published import published_gen
 
 START = re.compile(r"^<!-- generated: (?P<name>[\w-]+) -->\n", re.M)
@@ -273,6 +273,8 @@ def _slices_roundtrip(src: Sources) -> Table:
 
 
 MP_20_GENERATORS = ("template-mp_20-gen", "slices-mp_20-gen", "diffusion-mp_20-gen", "wyckoff-mp_20-gen")
+
+
 def _csp_polymorph(src: Sources) -> Table:
     """Every CSP run with polymorph-aware figures: usual match rate and METRe, over all test
     structures and over those whose composition the model never saw."""

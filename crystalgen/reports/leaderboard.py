@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from crystalgen.errors import CrystalgenInputError
-from crystalgen.reports.board_rows import (  # noqa: F401  (Entry, read_json: doc_sources reads runs as this page)
-    BASELINE_FAMILIES, BOARD_SPECS, CSP, METRICS_FILE, PROPERTY, Column, Entry, Run, published_rows, read_json,
-    read_metrics, run_rows,
+from crystalgen.reports.board_rows import (
+    BASELINE_FAMILIES, BOARD_SPECS, CSP, METRICS_FILE, PROPERTY, Column, Entry, Run, published_rows, read_metrics,
+    run_rows,
 )
 from crystalgen.reports.document import MISSING, Report, Section, Table, Text, number, percent, to_html, to_markdown
 from crystalgen.reports.published import SOURCE
